@@ -1,0 +1,48 @@
+"""Load a tokenizer by hub name, local folder, ``tokenizer.json`` or SentencePiece ``.model``.
+
+Counting, splitting and statistics all go through here so that "the Llama 2 tokenizer"
+means the same thing everywhere. Results are cached per process.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """A fast Hugging Face tokenizer where one can be had.
+
+    - a folder: ``AutoTokenizer.from_pretrained`` (falls back to a lone ``tokenizer.json``
+      or ``tokenizer.model`` inside it);
+    - a ``.json`` file: ``PreTrainedTokenizerFast(tokenizer_file=...)``;
+    - a ``.model`` file: SentencePiece, converted to a fast Llama tokenizer;
+    - anything else: a hub name, loaded through ``AutoTokenizer`` (offline: a one-line error).
+    """
+    from transformers import AutoTokenizer, LlamaTokenizerFast, PreTrainedTokenizerFast
+
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        if (p / "tokenizer_config.json").exists() or (p / "config.json").exists():
+            return AutoTokenizer.from_pretrained(str(p))
+        if (p / "tokenizer.json").exists():
+            return load_tokenizer(str(p / "tokenizer.json"))
+        if (p / "tokenizer.model").exists():
+            return load_tokenizer(str(p / "tokenizer.model"))
+        raise FileNotFoundError(f"tokenizer folder {p} has no tokenizer.json, tokenizer.model or tokenizer_config.json")
+    if p.suffix == ".json" and p.exists():
+        return PreTrainedTokenizerFast(tokenizer_file=str(p))
+    if p.suffix == ".model" and p.exists():
+        return LlamaTokenizerFast(vocab_file=str(p), legacy=True, add_bos_token=True, add_eos_token=False)
+    if p.suffix in (".json", ".model") or name_or_path.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"tokenizer file not found: {name_or_path}")
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except OSError as e:
+        raise OSError(
+            f"cannot load tokenizer {name_or_path!r} from the Hugging Face hub ({e.__class__.__name__}); "
+            f"download it first (`huggingface-cli download {name_or_path}`) and pass the local folder"
+        ) from None
