@@ -159,3 +159,9 @@ def text_of(frame: pl.DataFrame, which: str = "all") -> pl.Series:
 def message_lists(frame: pl.DataFrame) -> list[str]:
     """Names of the message-list columns of this frame (messages, or chosen+rejected)."""
     return ["messages"] if kind_of(frame) == "sft" else ["chosen", "rejected"]
+
+
+def base_id(column: str = "id") -> pl.Expr:
+    """The id a record had before upsampling: ``sample: {repeat: k}`` names copies
+    ``{id}~{k}``. Dedup steps treat copies of one record as intended, never as duplicates."""
+    return pl.col(column).str.replace(r"~\d+$", "")

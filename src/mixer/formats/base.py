@@ -42,7 +42,7 @@ class FormatContext:
         rows = list(rows)
         if sub is None:
             return [f"{self.source}:{r}" for r in rows]
-        return [f"{self.source}:{r}.{k}" for r, k in zip(rows, sub)]
+        return [f"{self.source}:{r}.{k}" for r, k in zip(rows, sub, strict=True)]
 
     def id_expr(self) -> pl.Expr:
         return pl.format("{}:{}", pl.lit(self.source), pl.col("_row"))

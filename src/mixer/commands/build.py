@@ -1,0 +1,151 @@
+"""``mixer build``, ``validate``, ``show`` and ``why``: build a spec, check it, read a build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from mixer.build_dir import BuildDir
+from mixer.io import InputError
+from mixer.spec import SpecError, load_spec
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(msg: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def summary_table(manifest: dict) -> Table:
+    """Per source: read, removed by reason, kept; and the totals."""
+    t = Table(title=f"{manifest['name']}: {manifest['records']:,} records", title_justify="left")
+    t.add_column("source")
+    t.add_column("read", justify="right")
+    t.add_column("removed (by reason)")
+    t.add_column("kept", justify="right")
+    read = kept = 0
+    for name, info in manifest["sources"].items():
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(info["removed"].items(), key=lambda x: -x[1])) or "-"
+        sample = info.get("sample", {})
+        if sample.get("added"):
+            reasons += f" (repeat +{sum(sample['added'].values()):,})"
+        if sample.get("shortfall"):
+            reasons += f" [yellow](short by {sample['shortfall']:,})[/]"
+        t.add_row(name, f"{info['read']:,}", reasons, f"{info['kept']:,}")
+        read += info["read"]
+        kept += info["kept"]
+    t.add_section()
+    t.add_row("total", f"{read:,}", f"{manifest['removed']:,} removed", f"{kept:,}", style="bold")
+    return t
+
+
+def build_cmd(
+    spec: Path = typer.Argument(..., help="Mixture spec (YAML)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Build folder (default: the spec's output, or build/<name>)."),
+    source_dir: Path = typer.Option(None, "--source-dir", help="Resolve relative data paths here instead of the spec's folder."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Also write mixture.jsonl."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Build a mixture: mixture.parquet, removed.parquet, manifest.json."""
+    from mixer.pipeline import build
+    from mixer.progress import NullReporter, RichReporter
+
+    try:
+        s = load_spec(spec, source_dir)
+        res = build(s, output, NullReporter() if quiet else RichReporter(), jsonl or None)
+    except SpecError as e:
+        fail(str(e))
+    except (InputError, ValueError, OSError) as e:
+        fail(str(e))
+    console.print(summary_table(res.manifest))
+    console.print(f"wrote [bold]{res.output}[/] ({res.manifest['seconds']:.1f} s)")
+
+
+def validate_cmd(
+    spec: Path = typer.Argument(..., help="Mixture spec (YAML)."),
+    source_dir: Path = typer.Option(None, "--source-dir", help="Resolve relative data paths here."),
+    no_files: bool = typer.Option(False, "--no-files", help="Do not check that local data files exist."),
+) -> None:
+    """Check a spec (keys, types, steps, formats, files) without building."""
+    try:
+        s = load_spec(spec, source_dir, check_files=not no_files)
+    except SpecError as e:
+        fail(str(e))
+    t = Table(title=f"{s.name}: {len(s.sources)} sources, {len(s.mix)} mix steps, seed {s.seed}", title_justify="left")
+    for c in ("source", "load", "format", "steps", "sample"):
+        t.add_column(c)
+    for name, src in s.sources.items():
+        load = src.load.hub or ", ".join(src.load.paths)
+        sample = "-" if src.sample is None else ", ".join(f"{k}={v}" for k, v in src.sample.model_dump(exclude_none=True).items() if k != "allow_fewer" or v)
+        t.add_row(name, load, src.format.name, ", ".join(st.name for st in src.steps) or "-", sample)
+    console.print(t)
+    console.print(f"[green]ok[/] {spec} ({s.hash[:19]})")
+
+
+def show_cmd(
+    build: Path = typer.Argument(..., help="Build folder."),
+    source: str = typer.Option(None, "--source", "-s", help="Only this source."),
+    n: int = typer.Option(3, "-n", help="How many records."),
+    removed: bool = typer.Option(False, "--removed", help="Show ledger rows of removed records instead."),
+) -> None:
+    """Print records of a build readably."""
+    b = _open(build)
+    if removed:
+        frame = b.removed if source is None else b.removed.filter(pl.col("source") == source)
+        t = Table(*frame.columns)
+        for row in frame.head(n).iter_rows():
+            t.add_row(*[str(x) for x in row])
+        console.print(t)
+        return
+    frame = b.frame if source is None else b.frame.filter(pl.col("source") == source)
+    if frame.height == 0:
+        fail(f"no records{' for source ' + repr(source) if source else ''} in {build}; sources: {', '.join(b.sources)}")
+    for rec in frame.head(n).iter_rows(named=True):
+        console.print(render_record(rec))
+
+
+def render_record(rec: dict) -> Panel:
+    style = {"system": "magenta", "user": "cyan", "assistant": "green"}
+    parts = []
+    for col in [c for c in ("messages", "chosen", "rejected") if rec.get(c) is not None]:
+        if col != "messages":
+            parts.append(f"[bold underline]{col}[/]")
+        for m in rec[col]:
+            parts.append(f"[bold {style.get(m['role'], 'red')}]{m['role']}[/]: {_escape(m['content'])}")
+    return Panel("\n".join(parts), title=f"{rec['id']} ({rec['source']})", title_align="left")
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")
+
+
+def why_cmd(build: Path = typer.Argument(..., help="Build folder."), record_id: str = typer.Argument(..., help="Record id, or a raw-row prefix like 'sharegpt:12'.")) -> None:
+    """Say where a record went: kept (and where), or removed by which step, why."""
+    b = _open(build)
+    for line in b.why_lines(record_id):
+        console.print(line, highlight=False)
+
+
+def _open(build: Path) -> BuildDir:
+    try:
+        return BuildDir(build)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+        raise  # unreachable
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build_cmd)
+    app.command("validate")(validate_cmd)
+    app.command("show")(show_cmd)
+    app.command("why")(why_cmd)
+
+
+__all__ = ["register", "summary_table", "render_record"]

@@ -1,0 +1,297 @@
+"""The build: per source load -> format -> validate -> source steps -> sample, then the
+mix-level steps over all sources, then an atomic write of the build folder.
+
+After every stage the ledger is checked: per source, rows in (+ rows added by a repeat)
+equal rows kept + rows removed, and every removed id was in the input. A violation is a
+bug and stops the build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from mixer import __version__
+from mixer.formats.base import FormatContext, get_format
+from mixer.io import Loaded, load_files, load_hub, sha256_file
+from mixer.progress import NullReporter
+from mixer.records import conform, empty_records, empty_removed
+from mixer.spec import SourceSpec, Spec, StepSpec
+from mixer.steps.base import StepContext, StepResult, get_step
+from mixer.validate import validate
+
+OUTPUTS = ("mixture.parquet", "removed.parquet")
+_LIBS = ("polars", "pyarrow", "numpy", "datasets", "datasketch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "torch")
+
+
+class LedgerError(RuntimeError):
+    """A stage lost or invented rows: rows in != kept + removed."""
+
+
+@dataclass
+class Ledger:
+    """Per-stage counts, per source; becomes ``manifest.json['steps']``."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, scope: str, step: str, before: pl.DataFrame | dict[str, int], res: StepResult, seconds: float, where: str | None = None) -> None:
+        counts_in = before if isinstance(before, dict) else _counts(before)
+        kept, removed = _counts(res.kept), _counts(res.removed)
+        added = {k: int(v) for k, v in res.info.get("added", {}).items()} if isinstance(res.info.get("added"), dict) else {}
+        for src in sorted(set(counts_in) | set(kept) | set(removed)):
+            lhs = counts_in.get(src, 0) + added.get(src, 0)
+            rhs = kept.get(src, 0) + removed.get(src, 0)
+            if lhs != rhs:
+                raise LedgerError(f"{scope}/{step}: source {src!r} had {lhs} rows in but {kept.get(src, 0)} kept + {removed.get(src, 0)} removed")
+        reasons: dict[str, dict[str, int]] = {}
+        for src, reason, n in res.removed.group_by("source", "reason").len().sort("source", "reason").iter_rows():
+            reasons.setdefault(src, {})[reason] = n
+        entry = {"scope": scope, "step": step, "in": counts_in, "kept": kept, "removed": reasons, "seconds": round(seconds, 4)}
+        if added:
+            entry["added"] = added
+        if where:
+            entry["spec"] = where
+        if res.info:
+            entry["info"] = res.info
+        self.entries.append(entry)
+
+
+def _counts(frame: pl.DataFrame) -> dict[str, int]:
+    if frame.height == 0:
+        return {}
+    return {s: int(n) for s, n in frame.group_by("source").len().sort("source").iter_rows()}
+
+
+def _check_removed_ids(before: pl.DataFrame, removed: pl.DataFrame, where: str) -> None:
+    if removed.height and not removed["id"].is_in(before["id"].implode()).all():
+        bad = removed.filter(~pl.col("id").is_in(before["id"].implode()))["id"].head(3).to_list()
+        raise LedgerError(f"{where}: removed ids that were not in its input: {bad}")
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    mixture: pl.DataFrame
+    removed: pl.DataFrame
+    manifest: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------ stages
+
+
+def load_source(src: SourceSpec, spec: Spec) -> Loaded:
+    if src.load.hub is not None:
+        return load_hub(src.load.hub, src.load.name, src.load.split, src.load.revision, src.load.data_files, src.name, spec.root)
+    return load_files(src.load.paths, spec.root, src.name, src.load.type, src.on_error, src.load.field)
+
+
+def format_source(raw: pl.DataFrame, src: SourceSpec, spec: Spec) -> StepResult:
+    """Run the source's format and check that every raw row is emitted or removed."""
+    fmt = get_format(src.format.name)
+    if raw.height == 0:
+        return StepResult(empty_records(fmt.kind), empty_removed())
+    ctx = FormatContext(src.name, spec.seed, spec.tokenizer, spec.root)
+    try:
+        res = fmt.fn(raw, src.format.config, ctx)
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"source {src.name!r}, format {src.format.name!r}: {e}") from None
+    res.kept = conform(res.kept) if res.kept.height else empty_records(fmt.kind)
+    if ctx.info:
+        res.info = {**ctx.info, **res.info}
+    row = r"^[^:]+:(\d+)"
+    covered = pl.concat([res.kept.select("id"), res.removed.select("id")])["id"].str.extract(row, 1).cast(pl.Int64, strict=False)
+    missing = raw.filter(~pl.col("_row").is_in(covered.drop_nulls().implode()))
+    if missing.height:
+        raise LedgerError(f"source {src.name!r}: format {src.format.name!r} neither emitted nor removed raw rows {missing['_origin'].head(3).to_list()}")
+    return res
+
+
+def run_step(step: StepSpec, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
+    cls = get_step(step.name)
+    res = cls(step.config).run(frame, ctx)
+    _check_removed_ids(frame, res.removed, f"{ctx.scope}/{step.name}")
+    return res
+
+
+# ------------------------------------------------------------------------------ build
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "mixer": __version__}
+    for lib in _LIBS:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _tmp_dir(output: Path) -> Path:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.parent / f".{output.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()
+    return tmp
+
+
+def _publish(tmp: Path, output: Path) -> None:
+    """Swap the finished temp folder into place; an old build is replaced only now."""
+    old = None
+    if output.exists():
+        old = output.parent / f".{output.name}.old-{os.getpid()}-{time.time_ns()}"
+        output.rename(old)
+    tmp.rename(output)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_frame(frame: pl.DataFrame, path: Path) -> None:
+    frame.write_parquet(path, compression="zstd", statistics=True, row_group_size=50_000)
+
+
+def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None) -> BuildResult:
+    """Build ``spec`` into ``output`` (default: the spec's output folder)."""
+    out = Path(output) if output is not None else spec.output
+    rep = reporter or NullReporter()
+    ledger = Ledger()
+    order = list(spec.sources)
+    tmp = _tmp_dir(out)
+    t_start = time.perf_counter()
+    try:
+        frames, removed, sources_info = [], [], {}
+        with rep:
+            for name, src in spec.sources.items():
+                rep.begin(name, 3 + len(src.steps) + (src.sample is not None))
+            if spec.mix:
+                rep.begin("mix", len(spec.mix) + 1)
+            for name, src in spec.sources.items():
+                frame, rem, info = _build_source(src, spec, tmp, ledger, rep, order)
+                frames.append(frame)
+                removed.append(rem)
+                sources_info[name] = info
+                rep.finish(name, f"{frame.height:,} records")
+            mix = pl.concat(frames, how="vertical") if frames else empty_records()
+            for step in spec.mix:
+                rep.stage("mix", step.name)
+                ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope="mix")
+                t0 = time.perf_counter()
+                before = mix
+                res = run_step(step, mix, ctx)
+                ledger.record("mix", step.name, before, res, time.perf_counter() - t0, step.where)
+                mix = conform(res.kept)
+                removed.append(res.removed)
+            if spec.mix:
+                rep.finish("mix", f"{mix.height:,} records")
+        dup = mix.filter(pl.col("id").is_duplicated())
+        if dup.height:
+            raise LedgerError(f"record ids are not unique in the mix: {dup['id'].unique().head(3).to_list()}")
+        removed_all = pl.concat(removed) if removed else empty_removed()
+        _write_frame(mix, tmp / "mixture.parquet")
+        _write_frame(removed_all, tmp / "removed.parquet")
+        files = ["mixture.parquet", "removed.parquet"]
+        if spec.jsonl if jsonl is None else jsonl:
+            mix.write_ndjson(tmp / "mixture.jsonl")
+            files.append("mixture.jsonl")
+        manifest = _manifest(spec, mix, removed_all, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BuildResult(out, mix, removed_all, manifest)
+
+
+def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: Any, order: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    name = src.name
+    removed: list[pl.DataFrame] = []
+    rep.stage(name, "load")
+    t0 = time.perf_counter()
+    loaded = load_source(src, spec)
+    read = loaded.raw.height + loaded.removed.height
+    ledger.record(name, "load", {name: read}, StepResult(pl.DataFrame({"source": [name] * loaded.raw.height}, schema={"source": pl.Utf8}), loaded.removed), time.perf_counter() - t0)
+    removed.append(loaded.removed)
+
+    rep.stage(name, f"format: {src.format.name}")
+    t0 = time.perf_counter()
+    res = format_source(loaded.raw, src, spec)
+    reasons = dict(res.removed.group_by("reason").len().sort("reason").iter_rows()) if res.removed.height else {}
+    ledger.entries.append({
+        "scope": name, "step": f"format:{src.format.name}", "in": {name: loaded.raw.height},
+        "kept": {name: res.kept.height}, "removed": {name: reasons} if reasons else {},
+        "seconds": round(time.perf_counter() - t0, 4), **({"info": res.info} if res.info else {}),
+    })
+    removed.append(res.removed)
+    frame = res.kept
+    formatted = frame.height
+
+    rep.stage(name, "validate")
+    t0 = time.perf_counter()
+    before = frame
+    res = validate(frame)
+    ledger.record(name, "validate", before, res, time.perf_counter() - t0)
+    removed.append(res.removed)
+    frame = res.kept
+
+    steps = list(src.steps)
+    if src.sample is not None:
+        steps.append(StepSpec("sample", src.sample, f"sources.{name}.sample"))
+    sample_info = None
+    for step in steps:
+        rep.stage(name, step.name)
+        ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope=name)
+        t0 = time.perf_counter()
+        before = frame
+        res = run_step(step, frame, ctx)
+        ledger.record(name, step.name, before, res, time.perf_counter() - t0, step.where)
+        removed.append(res.removed)
+        frame = conform(res.kept)
+        if step.name == "sample":
+            sample_info = res.info
+    info = {
+        "format": src.format.name,
+        "inputs": loaded.inputs,
+        "read": read,
+        "malformed": loaded.removed.height,
+        "formatted": formatted,
+        "after_source_steps": frame.height,
+        "random_stream": f"sha256(({spec.seed}, {name!r}, ...))",
+    }
+    if sample_info is not None:
+        info["sample"] = sample_info
+    return frame, pl.concat(removed), info
+
+
+def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dict[str, Any], ledger: Ledger, tmp: Path, files: list[str], seconds: float) -> dict[str, Any]:
+    final = _counts(mix)
+    by_reason: dict[str, dict[str, int]] = {}
+    for src, reason, n in removed.group_by("source", "reason").len().sort("source", "reason").iter_rows():
+        by_reason.setdefault(src, {})[reason] = n
+    for name, info in sources.items():
+        info["kept"] = final.get(name, 0)
+        info["removed"] = by_reason.get(name, {})
+    return {
+        "complete": True,
+        "name": spec.name,
+        "kind": spec.kind if spec.kind != "mixed" else "sft",
+        "spec_hash": spec.hash,
+        "spec_path": str(spec.path) if spec.path else None,
+        "spec": spec.raw,
+        "seed": spec.seed,
+        "tokenizer": spec.tokenizer,
+        "records": mix.height,
+        "removed": removed.height,
+        "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size, "rows": mix.height if f.startswith("mixture") else removed.height} for f in files},
+        "sources": sources,
+        "steps": ledger.entries,
+        "versions": _versions(),
+        "seconds": round(seconds, 3),
+        "created_unix": int(time.time()),
+    }

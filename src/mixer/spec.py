@@ -1,0 +1,346 @@
+"""The mixture spec: YAML in, typed and validated models out.
+
+Errors name the file, the line and the key path, e.g.
+``mixtures/v2.yaml:14: sources.flan_v2.sample.n: expected an integer``; all errors of a
+spec are reported at once. Relative data paths resolve against the spec file's folder
+(or ``--source-dir``); the output folder resolves against the working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from mixer.formats.base import FormatConfig, get_format
+from mixer.steps.base import StepConfig, get_step
+
+Loc = tuple[Any, ...]
+
+
+class SpecError(Exception):
+    """One or more problems in a spec, each as ``file:line: key.path: message``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoadConfig(_Model):
+    """Where a source's raw data comes from: local files (``path``) or the hub (``hub``)."""
+
+    path: str | list[str] | None = None
+    type: Literal["jsonl", "json", "parquet", "csv", "tsv"] | None = None
+    field: str | None = None  # key holding the record array inside a JSON document
+    hub: str | None = None
+    name: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> LoadConfig:
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("give exactly one of 'path' (local files) or 'hub' (a hub dataset)")
+        if self.path is not None and (self.name or self.revision or self.data_files):
+            raise ValueError("'name', 'revision' and 'data_files' apply to 'hub' sources only")
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path] if isinstance(self.path, str) else list(self.path or [])
+
+
+class SampleConfig(_Model):
+    """Exactly one of: ``n`` (exact count), ``fraction`` (of the source after its filters),
+    ``repeat`` (every record k times). No "1 vs 1.0" guessing: each key has one meaning."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    n: int | None = None
+    fraction: float | None = None
+    repeat: int | None = None
+    allow_fewer: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SampleConfig:
+        given = [k for k in ("n", "fraction", "repeat") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'n', 'fraction' or 'repeat'")
+        if self.n is not None and self.n < 0:
+            raise ValueError("'n' must be >= 0")
+        if self.fraction is not None and not 0.0 < self.fraction <= 1.0:
+            raise ValueError("'fraction' must be in (0, 1]; use 'repeat' to upsample")
+        if self.repeat is not None and self.repeat < 1:
+            raise ValueError("'repeat' must be >= 1")
+        return self
+
+
+class _SourceRaw(_Model):
+    load: LoadConfig
+    format: str | dict[str, Any]
+    steps: list[dict[str, Any]] = []
+    sample: SampleConfig | None = None
+    on_error: Literal["raise", "skip"] = "raise"
+
+
+class _SpecRaw(_Model):
+    name: str
+    seed: int = 0
+    output: str | None = None
+    tokenizer: str | None = None
+    jsonl: bool = False
+    description: str | None = None
+    sources: dict[str, _SourceRaw]
+    mix: list[dict[str, Any]] = []
+
+    @field_validator("sources")
+    @classmethod
+    def _non_empty(cls, v: dict[str, _SourceRaw]) -> dict[str, _SourceRaw]:
+        if not v:
+            raise ValueError("a spec needs at least one source")
+        for name in v:
+            if not name or any(c in name for c in ":/#~ "):
+                raise ValueError(f"source name {name!r} must not be empty or contain ':', '/', '#', '~' or spaces")
+        return v
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    config: StepConfig
+    where: str  # "file:line" of the step in the spec
+
+
+@dataclass(frozen=True)
+class FormatChoice:
+    name: str
+    config: FormatConfig
+    kind: str
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    load: LoadConfig
+    format: FormatChoice
+    steps: list[StepSpec]
+    sample: SampleConfig | None
+    on_error: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    seed: int
+    output: Path
+    tokenizer: str | None
+    jsonl: bool
+    sources: dict[str, SourceSpec]
+    mix: list[StepSpec]
+    path: Path | None
+    root: Path  # where relative data paths resolve
+    hash: str  # sha256 of the normalized spec
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        kinds = {s.format.kind for s in self.sources.values()}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+# ------------------------------------------------------------------------ YAML with lines
+
+
+def _line_map(node: yaml.Node, loc: Loc = (), out: dict[Loc, int] | None = None) -> dict[Loc, int]:
+    """Map each key path to the 1-based line where it appears."""
+    out = {} if out is None else out
+    out.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[loc + (key,)] = k.start_mark.line + 1
+            _line_map(v, loc + (key,), out)
+            out[loc + (key,)] = k.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_map(v, loc + (i,), out)
+    return out
+
+
+def _dotted(loc: Loc) -> str:
+    s = ""
+    for part in loc:
+        s += f"[{part}]" if isinstance(part, int) else (f".{part}" if s else str(part))
+    return s or "(top level)"
+
+
+_TYPE_WORDS = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "dict_type": "expected a mapping",
+    "list_type": "expected a list",
+    "model_type": "expected a mapping",
+}
+
+
+class _Problems:
+    def __init__(self, file: str, lines: dict[Loc, int]):
+        self.file, self.lines, self.items = file, lines, []
+
+    def line(self, loc: Loc) -> int:
+        while loc and loc not in self.lines:
+            loc = loc[:-1]
+        return self.lines.get(loc, 1)
+
+    def add(self, loc: Loc, msg: str) -> None:
+        self.items.append(f"{self.file}:{self.line(loc)}: {_dotted(loc)}: {msg}")
+
+    def add_pydantic(self, err: ValidationError, base: Loc = ()) -> None:
+        for e in err.errors():
+            loc = base + tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("function-after",))))
+            kind = e["type"]
+            if kind == "extra_forbidden":
+                self.add(loc, f"unknown key '{loc[-1]}'")
+            elif kind == "missing":
+                self.add(loc[:-1], f"missing required key '{loc[-1]}'")
+            elif kind in _TYPE_WORDS:
+                self.add(loc, f"{_TYPE_WORDS[kind]}, got {e.get('input')!r}")
+            elif kind == "literal_error":
+                self.add(loc, f"expected one of {e['ctx']['expected']}, got {e.get('input')!r}")
+            else:
+                msg = e["msg"].removeprefix("Value error, ")
+                self.add(loc, msg)
+
+
+def _parse_steps(items: list[Any], base: Loc, scope: str, probs: _Problems) -> list[StepSpec]:
+    steps = []
+    for i, item in enumerate(items):
+        loc = base + (i,)
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1:
+            probs.add(loc, "a step is a mapping with one key, the step name: `- keyword_filter: {preset: tulu_v2}`")
+            continue
+        (name, params), = item.items()
+        params = {} if params is None else params
+        try:
+            cls = get_step(name)
+        except KeyError as e:
+            probs.add(loc + (name,), str(e.args[0]))
+            continue
+        if scope not in cls.scopes:
+            probs.add(loc + (name,), f"step '{name}' cannot be used at {scope} level (only: {', '.join(cls.scopes)})")
+            continue
+        if not isinstance(params, dict):
+            probs.add(loc + (name,), "expected a mapping of step parameters")
+            continue
+        try:
+            cfg = cls.Config.model_validate(params)
+        except ValidationError as err:
+            probs.add_pydantic(err, loc + (name,))
+            continue
+        steps.append(StepSpec(name, cfg, f"{probs.file}:{probs.line(loc + (name,))}"))
+    return steps
+
+
+def _parse_format(value: str | dict[str, Any], loc: Loc, probs: _Problems) -> FormatChoice | None:
+    if isinstance(value, str):
+        name, params = value, {}
+    else:
+        params = dict(value)
+        name = params.pop("name", None)
+        if not isinstance(name, str):
+            probs.add(loc, "a format mapping needs 'name' (e.g. {name: alpaca, output: response})")
+            return None
+    try:
+        fmt = get_format(name)
+    except KeyError as e:
+        probs.add(loc + (("name",) if isinstance(value, dict) else ()), str(e.args[0]))
+        return None
+    try:
+        cfg = fmt.config.model_validate(params)
+    except ValidationError as err:
+        probs.add_pydantic(err, loc)
+        return None
+    return FormatChoice(name, cfg, fmt.kind)
+
+
+def _check_paths(load: LoadConfig, root: Path, loc: Loc, probs: _Problems) -> None:
+    from mixer.io import InputError, expand_paths
+
+    for i, pat in enumerate(load.paths):
+        try:
+            expand_paths([pat], root)
+        except InputError as e:
+            probs.add(loc + (("path", i) if isinstance(load.path, list) else ("path",)), f"missing file: {e}")
+
+
+def normalized_hash(data: dict[str, Any]) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def parse_spec(text: str, file: str = "<spec>", root: Path | None = None, check_files: bool = True) -> Spec:
+    """Parse and validate a spec; raises SpecError listing every problem with its line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise SpecError([f"{file}:{line}: invalid YAML: {getattr(e, 'problem', e)}"]) from None
+    if not isinstance(data, dict):
+        raise SpecError([f"{file}:1: (top level): expected a mapping with name, sources, ..."])
+    probs = _Problems(file, _line_map(node) if node is not None else {})
+    try:
+        raw = _SpecRaw.model_validate(data)
+    except ValidationError as err:
+        probs.add_pydantic(err)
+        raise SpecError(probs.items) from None
+    root = root or (Path(file).parent if file != "<spec>" else Path.cwd())
+    sources: dict[str, SourceSpec] = {}
+    for name, src in raw.sources.items():
+        loc: Loc = ("sources", name)
+        fmt = _parse_format(src.format, loc + ("format",), probs)
+        steps = _parse_steps(src.steps, loc + ("steps",), "source", probs)
+        if check_files and src.load.path is not None:
+            _check_paths(src.load, root, loc + ("load",), probs)
+        if fmt is not None:
+            sources[name] = SourceSpec(name, src.load, fmt, steps, src.sample, src.on_error)
+    mix = _parse_steps(raw.mix, ("mix",), "mix", probs)
+    kinds = {s.format.kind for s in sources.values()}
+    if len(kinds) > 1:
+        probs.add(("sources",), "sources mix SFT and preference formats; build them as separate specs")
+    if probs.items:
+        raise SpecError(probs.items)
+    output = Path(raw.output) if raw.output else Path("build") / raw.name
+    return Spec(
+        name=raw.name, seed=raw.seed, output=output, tokenizer=raw.tokenizer, jsonl=raw.jsonl,
+        sources=sources, mix=mix, path=Path(file) if file != "<spec>" else None, root=root,
+        hash=normalized_hash(data), raw=data,
+    )
+
+
+def load_spec(path: str | Path, source_dir: str | Path | None = None, check_files: bool = True) -> Spec:
+    """Read a spec file. ``source_dir`` replaces the spec's folder as the root of relative data paths."""
+    p = Path(path)
+    if not p.exists():
+        raise SpecError([f"{p}: spec file not found"])
+    root = Path(source_dir) if source_dir is not None else p.parent
+    return parse_spec(p.read_text(), str(p), root, check_files)
