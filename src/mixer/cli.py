@@ -18,6 +18,7 @@ app = typer.Typer(
 # One line per command module; a module registers its commands with ``register(app)``.
 COMMAND_MODULES = [
     "mixer.commands.build",
+    "mixer.commands.train",
 ]
 
 for _mod in COMMAND_MODULES:

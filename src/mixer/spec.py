@@ -100,12 +100,12 @@ class _SpecRaw(_Model):
     tokenizer: str | None = None
     jsonl: bool = False
     description: str | None = None
-    sources: dict[str, _SourceRaw]
-    mix: list[dict[str, Any]] = []
+    sources: dict[str, Any]
+    mix: list[Any] = []
 
     @field_validator("sources")
     @classmethod
-    def _non_empty(cls, v: dict[str, _SourceRaw]) -> dict[str, _SourceRaw]:
+    def _non_empty(cls, v: dict[str, Any]) -> dict[str, Any]:
         if not v:
             raise ValueError("a spec needs at least one source")
         for name in v:
@@ -312,11 +312,29 @@ def parse_spec(text: str, file: str = "<spec>", root: Path | None = None, check_
         raw = _SpecRaw.model_validate(data)
     except ValidationError as err:
         probs.add_pydantic(err)
-        raise SpecError(probs.items) from None
+        # Go on with what can be read, so that one run reports every problem.
+        raw = _SpecRaw.model_construct(
+            name=str(data.get("name", "")), seed=0, output=None, tokenizer=None, jsonl=False,
+            sources=data.get("sources") if isinstance(data.get("sources"), dict) else {},
+            mix=data.get("mix") if isinstance(data.get("mix"), list) else [],
+        )
     root = root or (Path(file).parent if file != "<spec>" else Path.cwd())
     sources: dict[str, SourceSpec] = {}
-    for name, src in raw.sources.items():
+    for name, value in raw.sources.items():
         loc: Loc = ("sources", name)
+        try:
+            src = _SourceRaw.model_validate(value)
+        except ValidationError as err:
+            probs.add_pydantic(err, loc)
+            if not isinstance(value, dict):
+                continue
+            for key, what in (("format", "format"), ("steps", "steps")):
+                if key in value:
+                    if what == "format" and isinstance(value[key], (str, dict)):
+                        _parse_format(value[key], loc + ("format",), probs)
+                    elif what == "steps" and isinstance(value[key], list):
+                        _parse_steps(value[key], loc + ("steps",), "source", probs)
+            continue
         fmt = _parse_format(src.format, loc + ("format",), probs)
         steps = _parse_steps(src.steps, loc + ("steps",), "source", probs)
         if check_files and src.load.path is not None:

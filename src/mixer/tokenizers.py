@@ -38,9 +38,11 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     if p.suffix == ".model" and p.exists():
         # transformers 5 ignores ``vocab_file=`` in the constructor (a silent 3-token vocabulary);
         # from_pretrained converts the SentencePiece proto (needs the sentencepiece package).
-        return LlamaTokenizerFast.from_pretrained(
+        tok = LlamaTokenizerFast.from_pretrained(
             str(p.parent), vocab_file=str(p), legacy=True, add_bos_token=True, add_eos_token=False
         )
+        tok.init_kwargs["legacy"] = True  # else save_pretrained drops it and a reload tokenizes differently
+        return tok
     if p.suffix in (".json", ".model") or name_or_path.startswith((".", "/", "~")):
         raise FileNotFoundError(f"tokenizer file not found: {name_or_path}")
     try:
