@@ -19,6 +19,12 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "mixer.commands.build",
     "mixer.commands.train",
+    "mixer.commands.stats",
+    "mixer.commands.report",
+    "mixer.commands.diff",
+    "mixer.commands.select",
+    "mixer.commands.decontam",
+    "mixer.commands.dedup",
 ]
 
 for _mod in COMMAND_MODULES:

@@ -22,12 +22,11 @@ import polars as pl
 
 from mixer import __version__
 from mixer.formats.base import FormatContext, get_format
-from mixer.io import Loaded, load_files, load_hub, sha256_file
+from mixer.io import Loaded, sha256_file
 from mixer.progress import NullReporter
 from mixer.records import conform, empty_records, empty_removed
 from mixer.spec import SourceSpec, Spec, StepSpec
 from mixer.steps.base import StepContext, StepResult, get_step
-from mixer.validate import validate
 
 OUTPUTS = ("mixture.parquet", "removed.parquet")
 _LIBS = ("polars", "pyarrow", "numpy", "datasets", "datasketch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "torch")
@@ -43,9 +42,11 @@ class Ledger:
 
     entries: list[dict[str, Any]] = field(default_factory=list)
 
-    def record(self, scope: str, step: str, before: pl.DataFrame | dict[str, int], res: StepResult, seconds: float, where: str | None = None) -> None:
+    def record(self, scope: str, step: str, before: pl.DataFrame | dict[str, int], res: StepResult, seconds: float, where: str | None = None, kept_counts: dict[str, int] | None = None) -> None:
+        """``kept_counts`` replaces counting ``res.kept`` (an engine's frame need not be polars)."""
         counts_in = before if isinstance(before, dict) else _counts(before)
-        kept, removed = _counts(res.kept), _counts(res.removed)
+        kept = kept_counts if kept_counts is not None else _counts(res.kept)
+        removed = _counts(res.removed)
         added = {k: int(v) for k, v in res.info.get("added", {}).items()} if isinstance(res.info.get("added"), dict) else {}
         for src in sorted(set(counts_in) | set(kept) | set(removed)):
             lhs = counts_in.get(src, 0) + added.get(src, 0)
@@ -89,9 +90,10 @@ class BuildResult:
 
 
 def load_source(src: SourceSpec, spec: Spec) -> Loaded:
-    if src.load.hub is not None:
-        return load_hub(src.load.hub, src.load.name, src.load.split, src.load.revision, src.load.data_files, src.name, spec.root)
-    return load_files(src.load.paths, spec.root, src.name, src.load.type, src.on_error, src.load.field)
+    """Local files, hub data files one by one, or their local mirror (see mixer.sources)."""
+    from mixer.sources import load_raw
+
+    return load_raw(src, spec)
 
 
 def format_source(raw: pl.DataFrame, src: SourceSpec, spec: Spec) -> StepResult:
@@ -157,8 +159,22 @@ def _write_frame(frame: pl.DataFrame, path: Path) -> None:
     frame.write_parquet(path, compression="zstd", statistics=True, row_group_size=50_000)
 
 
-def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None) -> BuildResult:
-    """Build ``spec`` into ``output`` (default: the spec's output folder)."""
+def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None, engine: Any = None) -> BuildResult:
+    """Build ``spec`` into ``output`` (default: the spec's output folder).
+
+    ``engine`` runs the stages: None or "local" (this process), "ray", or an engine object
+    from ``mixer.engines.make_engine`` (left open for the caller to reuse and close)."""
+    from mixer.engines import make_engine
+
+    eng = make_engine(engine or "local") if engine is None or isinstance(engine, str) else engine
+    try:
+        return _build(spec, output, reporter, jsonl, eng)
+    finally:
+        if eng is not engine:
+            eng.close()
+
+
+def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | None, eng: Any) -> BuildResult:
     out = Path(output) if output is not None else spec.output
     rep = reporter or NullReporter()
     ledger = Ledger()
@@ -173,34 +189,39 @@ def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, js
             if spec.mix:
                 rep.begin("mix", len(spec.mix) + 1)
             for name, src in spec.sources.items():
-                frame, rem, info = _build_source(src, spec, tmp, ledger, rep, order)
+                frame, rem, info = _build_source(src, spec, tmp, ledger, rep, order, eng)
                 frames.append(frame)
                 removed.append(rem)
                 sources_info[name] = info
-                rep.finish(name, f"{frame.height:,} records")
-            mix = pl.concat(frames, how="vertical") if frames else empty_records()
+                rep.finish(name, f"{eng.rows(frame):,} records")
+            mix = eng.concat(frames)
             for step in spec.mix:
                 rep.stage("mix", step.name)
-                ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope="mix")
+                ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope="mix",
+                                  progress=getattr(rep, "progress", None))
                 t0 = time.perf_counter()
-                before = mix
-                res = run_step(step, mix, ctx)
-                ledger.record("mix", step.name, before, res, time.perf_counter() - t0, step.where)
-                mix = conform(res.kept)
+                before = eng.counts(mix)
+                res = eng.run_step(step, mix, ctx)
+                ledger.record("mix", step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
+                mix = res.kept
                 removed.append(res.removed)
+            mix = eng.collect(mix)
             if spec.mix:
                 rep.finish("mix", f"{mix.height:,} records")
+            stats_files = _stats(spec, mix, tmp, sources_info, rep)
         dup = mix.filter(pl.col("id").is_duplicated())
         if dup.height:
             raise LedgerError(f"record ids are not unique in the mix: {dup['id'].unique().head(3).to_list()}")
         removed_all = pl.concat(removed) if removed else empty_removed()
         _write_frame(mix, tmp / "mixture.parquet")
         _write_frame(removed_all, tmp / "removed.parquet")
-        files = ["mixture.parquet", "removed.parquet"]
+        files = ["mixture.parquet", "removed.parquet", *stats_files]
         if spec.jsonl if jsonl is None else jsonl:
             mix.write_ndjson(tmp / "mixture.jsonl")
             files.append("mixture.jsonl")
         manifest = _manifest(spec, mix, removed_all, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
+        if eng.name != "local":
+            manifest["engine"] = getattr(eng, "describe", lambda: eng.name)()
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         _publish(tmp, out)
     except BaseException:
@@ -209,34 +230,45 @@ def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, js
     return BuildResult(out, mix, removed_all, manifest)
 
 
-def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: Any, order: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+def _stats(spec: Spec, mix: pl.DataFrame, tmp: Path, sources_info: dict[str, Any], rep: Any) -> list[str]:
+    """``stats.json`` and per-source token counts, when the spec names a tokenizer."""
+    if not spec.tokenizer:
+        return []
+    from mixer.stats import write_build_stats
+    from mixer.token_count import resolve_tokenizer
+
+    return write_build_stats(mix, tmp, resolve_tokenizer(spec.tokenizer, spec.root, "stats"), sources_info, rep)
+
+
+def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: Any, order: list[str], eng: Any) -> tuple[Any, pl.DataFrame, dict[str, Any]]:
     name = src.name
     removed: list[pl.DataFrame] = []
     rep.stage(name, "load")
     t0 = time.perf_counter()
-    loaded = load_source(src, spec)
-    read = loaded.raw.height + loaded.removed.height
-    ledger.record(name, "load", {name: read}, StepResult(pl.DataFrame({"source": [name] * loaded.raw.height}, schema={"source": pl.Utf8}), loaded.removed), time.perf_counter() - t0)
+    loaded = eng.load(src, spec)
+    n_raw = eng.rows(loaded.raw)
+    read = n_raw + loaded.removed.height
+    ledger.record(name, "load", {name: read}, StepResult(empty_records(), loaded.removed), time.perf_counter() - t0, kept_counts={name: n_raw} if n_raw else {})
     removed.append(loaded.removed)
 
     rep.stage(name, f"format: {src.format.name}")
     t0 = time.perf_counter()
-    res = format_source(loaded.raw, src, spec)
+    res = eng.format(loaded.raw, src, spec)
     reasons = dict(res.removed.group_by("reason").len().sort("reason").iter_rows()) if res.removed.height else {}
     ledger.entries.append({
-        "scope": name, "step": f"format:{src.format.name}", "in": {name: loaded.raw.height},
-        "kept": {name: res.kept.height}, "removed": {name: reasons} if reasons else {},
+        "scope": name, "step": f"format:{src.format.name}", "in": {name: n_raw},
+        "kept": {name: eng.rows(res.kept)}, "removed": {name: reasons} if reasons else {},
         "seconds": round(time.perf_counter() - t0, 4), **({"info": res.info} if res.info else {}),
     })
     removed.append(res.removed)
     frame = res.kept
-    formatted = frame.height
+    formatted = eng.rows(frame)
 
     rep.stage(name, "validate")
     t0 = time.perf_counter()
-    before = frame
-    res = validate(frame)
-    ledger.record(name, "validate", before, res, time.perf_counter() - t0)
+    before = eng.counts(frame)
+    res = eng.validate(frame)
+    ledger.record(name, "validate", before, res, time.perf_counter() - t0, kept_counts=eng.counts(res.kept))
     removed.append(res.removed)
     frame = res.kept
 
@@ -248,11 +280,11 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
         rep.stage(name, step.name)
         ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope=name)
         t0 = time.perf_counter()
-        before = frame
-        res = run_step(step, frame, ctx)
-        ledger.record(name, step.name, before, res, time.perf_counter() - t0, step.where)
+        before = eng.counts(frame)
+        res = eng.run_step(step, frame, ctx)
+        ledger.record(name, step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
         removed.append(res.removed)
-        frame = conform(res.kept)
+        frame = res.kept
         if step.name == "sample":
             sample_info = res.info
     info = {
@@ -261,7 +293,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
         "read": read,
         "malformed": loaded.removed.height,
         "formatted": formatted,
-        "after_source_steps": frame.height,
+        "after_source_steps": eng.rows(frame),
         "random_stream": f"sha256(({spec.seed}, {name!r}, ...))",
     }
     if sample_info is not None:
@@ -288,7 +320,7 @@ def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dic
         "tokenizer": spec.tokenizer,
         "records": mix.height,
         "removed": removed.height,
-        "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size, "rows": mix.height if f.startswith("mixture") else removed.height} for f in files},
+        "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size, "rows": mix.height if f.startswith("mixture") else removed.height if f.startswith("removed") else None} for f in files},
         "sources": sources,
         "steps": ledger.entries,
         "versions": _versions(),

@@ -62,22 +62,45 @@ class LoadConfig(_Model):
 
 class SampleConfig(_Model):
     """Exactly one of: ``n`` (exact count), ``fraction`` (of the source after its filters),
-    ``repeat`` (every record k times). No "1 vs 1.0" guessing: each key has one meaning."""
+    ``repeat`` (every record k times). No "1 vs 1.0" guessing: each key has one meaning.
+
+    ``by`` samples within groups: a column (``source``) or a ``meta`` key (``submix``,
+    ``subsource``). Then ``n`` may map each group to its own count (groups not named get 0),
+    e.g. ``{by: submix, n: {flan_fsopt: 10000, t0_fsopt: 8000}}``; an int ``n`` or a
+    ``fraction`` applies to every group. Each group draws from its own seeded stream."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    n: int | None = None
+    n: int | dict[str, int] | None = None
     fraction: float | None = None
     repeat: int | None = None
+    by: str | None = None
     allow_fewer: bool = False
+
+    @field_validator("n", mode="before")
+    @classmethod
+    def _n_type(cls, v: Any) -> Any:
+        """One plain message instead of pydantic's per-union-member errors."""
+        if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+            return v
+        if isinstance(v, dict) and all(isinstance(c, int) and not isinstance(c, bool) for c in v.values()):
+            return {str(k): c for k, c in v.items()}
+        if isinstance(v, dict):
+            raise ValueError(f"expected a mapping of group -> integer count, got {v!r}")
+        raise ValueError(f"expected an integer, got {v!r}")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SampleConfig:
         given = [k for k in ("n", "fraction", "repeat") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of 'n', 'fraction' or 'repeat'")
-        if self.n is not None and self.n < 0:
+        counts = self.n.values() if isinstance(self.n, dict) else [self.n] if self.n is not None else []
+        if any(c < 0 for c in counts):
             raise ValueError("'n' must be >= 0")
+        if isinstance(self.n, dict) and self.by is None:
+            raise ValueError("'n' as a mapping of group -> count needs 'by' (e.g. by: submix)")
+        if self.by is not None and self.repeat is not None:
+            raise ValueError("'by' applies to 'n' and 'fraction', not to 'repeat'")
         if self.fraction is not None and not 0.0 < self.fraction <= 1.0:
             raise ValueError("'fraction' must be in (0, 1]; use 'repeat' to upsample")
         if self.repeat is not None and self.repeat < 1:
@@ -151,6 +174,7 @@ class Spec:
     root: Path  # where relative data paths resolve
     hash: str  # sha256 of the normalized spec
     raw: dict[str, Any] = field(default_factory=dict)
+    source_dir: Path | None = None  # --source-dir: local mirror of hub files (mixer.sources)
 
     @property
     def kind(self) -> str:
@@ -291,12 +315,20 @@ def _check_paths(load: LoadConfig, root: Path, loc: Loc, probs: _Problems) -> No
             probs.add(loc + (("path", i) if isinstance(load.path, list) else ("path",)), f"missing file: {e}")
 
 
+def _check_mirror(load: LoadConfig, source_dir: Path, loc: Loc, probs: _Problems) -> None:
+    """With --source-dir, every hub file must be in the local mirror (see mixer.sources)."""
+    from mixer.sources import missing_mirror_files
+
+    for line in missing_mirror_files(load, source_dir):
+        probs.add(loc + (("data_files",) if load.data_files is not None else ("hub",)), line)
+
+
 def normalized_hash(data: dict[str, Any]) -> str:
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
     return "sha256:" + hashlib.sha256(blob).hexdigest()
 
 
-def parse_spec(text: str, file: str = "<spec>", root: Path | None = None, check_files: bool = True) -> Spec:
+def parse_spec(text: str, file: str = "<spec>", root: Path | None = None, check_files: bool = True, source_dir: Path | None = None) -> Spec:
     """Parse and validate a spec; raises SpecError listing every problem with its line."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -339,6 +371,8 @@ def parse_spec(text: str, file: str = "<spec>", root: Path | None = None, check_
         steps = _parse_steps(src.steps, loc + ("steps",), "source", probs)
         if check_files and src.load.path is not None:
             _check_paths(src.load, root, loc + ("load",), probs)
+        if check_files and source_dir is not None and src.load.hub is not None:
+            _check_mirror(src.load, source_dir, loc + ("load",), probs)
         if fmt is not None:
             sources[name] = SourceSpec(name, src.load, fmt, steps, src.sample, src.on_error)
     mix = _parse_steps(raw.mix, ("mix",), "mix", probs)
@@ -351,7 +385,7 @@ def parse_spec(text: str, file: str = "<spec>", root: Path | None = None, check_
     return Spec(
         name=raw.name, seed=raw.seed, output=output, tokenizer=raw.tokenizer, jsonl=raw.jsonl,
         sources=sources, mix=mix, path=Path(file) if file != "<spec>" else None, root=root,
-        hash=normalized_hash(data), raw=data,
+        hash=normalized_hash(data), raw=data, source_dir=source_dir,
     )
 
 
@@ -361,4 +395,4 @@ def load_spec(path: str | Path, source_dir: str | Path | None = None, check_file
     if not p.exists():
         raise SpecError([f"{p}: spec file not found"])
     root = Path(source_dir) if source_dir is not None else p.parent
-    return parse_spec(p.read_text(), str(p), root, check_files)
+    return parse_spec(p.read_text(), str(p), root, check_files, Path(source_dir).resolve() if source_dir is not None else None)

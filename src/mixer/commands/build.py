@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -48,24 +50,49 @@ def summary_table(manifest: dict) -> Table:
 
 def build_cmd(
     spec: Path = typer.Argument(..., help="Mixture spec (YAML)."),
-    output: Path = typer.Option(None, "--output", "-o", help="Build folder (default: the spec's output, or build/<name>)."),
+    output: str = typer.Option(None, "--output", "-o", help="Build folder (default: the spec's output, or build/<name>); or a URL such as s3://bucket/builds/v2."),
     source_dir: Path = typer.Option(None, "--source-dir", help="Resolve relative data paths here instead of the spec's folder."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write mixture.jsonl."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    engine: str = typer.Option("local", "--engine", help="Where stages run: local (this process) or ray (a Ray cluster)."),
+    address: str = typer.Option(None, "--address", help="Ray cluster HOST:PORT (with --engine ray; default: a new local Ray instance)."),
 ) -> None:
     """Build a mixture: mixture.parquet, removed.parquet, manifest.json."""
+    from mixer.engines import EngineError, make_engine
     from mixer.pipeline import build
     from mixer.progress import NullReporter, RichReporter
 
+    if address and engine != "ray":
+        fail("--address needs --engine ray")
+    url = output if output and "://" in output else None  # shared storage: build here, then upload
+    staging = Path(tempfile.mkdtemp(prefix="mixer-build-")) if url else None
     try:
         s = load_spec(spec, source_dir)
-        res = build(s, output, NullReporter() if quiet else RichReporter(), jsonl or None)
+        eng = make_engine(engine, **({"address": address} if address else {}))
+        try:
+            res = build(s, staging / "build" if staging else output, NullReporter() if quiet else RichReporter(), jsonl or None, engine=eng)
+        finally:
+            eng.close()
+        if url:
+            from mixer.engines.storage import publish
+
+            url = publish(res.output, url)
     except SpecError as e:
         fail(str(e))
-    except (InputError, ValueError, OSError) as e:
+    except ImportError as e:
+        fail(f"--engine {engine} needs an extra: pip install 'mixer[{engine}]' ({e})")
+    except (InputError, ValueError, OSError, EngineError) as e:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         fail(str(e))
     console.print(summary_table(res.manifest))
-    console.print(f"wrote [bold]{res.output}[/] ({res.manifest['seconds']:.1f} s)")
+    if "stats.json" in res.manifest.get("files", {}):
+        from mixer.stats import Stats
+
+        console.print(Stats.load(res.output / "stats.json"))
+    console.print(f"wrote [bold]{url or res.output}[/] ({res.manifest['seconds']:.1f} s)")
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def validate_cmd(

@@ -1,14 +1,23 @@
 """``alpaca``: instruction / input / output triples to one user and one assistant turn.
 
-``template: plain`` renders ``instruction`` alone, or ``instruction + "\\n\\n" + input`` when
-the input is non-empty. Field names are configurable (GPTeacher uses ``response``).
+``template: plain`` (default) renders ``instruction`` alone, or ``instruction + "\\n\\n" +
+input`` when the input is non-empty. ``template: random`` renders each record with one
+instruction template drawn by weight from the source's own seeded stream: a with-input set
+for records with an input, a no-input set otherwise (as the Tulu recipe does for
+GPT4-Alpaca and Code-Alpaca). The sets below are this project's own; ``with_input`` /
+``no_input`` replace them. Fields are stripped in template mode, and the template used is
+recorded as ``meta.template`` (``w3``: with-input template 3, ``n0``: no-input template 0).
+Field names are configurable (GPTeacher uses ``response``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
+import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mixer.formats.base import FormatConfig, FormatContext, register_format, require_columns
 from mixer.formats.messages import records_from
@@ -16,11 +25,65 @@ from mixer.records import empty_removed
 from mixer.steps.base import StepResult
 
 
+class Template(BaseModel):
+    """A prompt pattern with ``{instruction}`` (and ``{input}``) placeholders, and its weight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    text: str
+    weight: float = Field(1.0, gt=0)
+
+
+def _t(text: str, weight: float) -> Template:
+    return Template(text=text, weight=weight)
+
+
+WITH_INPUT = [
+    _t("{instruction}\n\n{input}", 0.30),
+    _t("{instruction}\n{input}", 0.15),
+    _t("{instruction}\n\nInput:\n{input}", 0.10),
+    _t("### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:", 0.10),
+    _t("Instruction: {instruction}\nInput: {input}\nResponse:", 0.05),
+    _t("{instruction}\n\nContext:\n{input}\n\nAnswer:", 0.05),
+    _t("Task: {instruction}\n\n{input}", 0.05),
+    _t("Here is a task: {instruction}\nUse this input: {input}", 0.05),
+    _t("{input}\n\n{instruction}", 0.05),
+    _t("Complete the task below.\n\nTask: {instruction}\nInput: {input}", 0.05),
+    _t("Read the input, then follow the instruction.\n\nInput: {input}\nInstruction: {instruction}", 0.05),
+]
+NO_INPUT = [
+    _t("{instruction}", 0.35),
+    _t("Instruction: {instruction}", 0.10),
+    _t("Task: {instruction}", 0.10),
+    _t("Complete the following task.\n\n{instruction}", 0.10),
+    _t("### Instruction:\n{instruction}\n\n### Response:", 0.10),
+    _t("{instruction}\n\nAnswer:", 0.05),
+    _t("{instruction}\nResponse:", 0.05),
+    _t("Please help with the following request.\n\n{instruction}", 0.05),
+    _t("Respond to this instruction:\n{instruction}", 0.05),
+    _t("Here is a request: {instruction}", 0.05),
+]
+
+
 class AlpacaConfig(FormatConfig):
     instruction: str = "instruction"
     input: str | None = "input"
     output: str = "output"
-    template: Literal["plain"] = "plain"
+    template: Literal["plain", "random"] = "plain"
+    with_input: list[Template] | None = None
+    no_input: list[Template] | None = None
+
+    @model_validator(mode="after")
+    def _check_templates(self) -> AlpacaConfig:
+        if (self.with_input or self.no_input) and self.template != "random":
+            raise ValueError("'with_input'/'no_input' templates need template: random")
+        for name, needs in (("with_input", ("{instruction}", "{input}")), ("no_input", ("{instruction}",))):
+            for t in getattr(self, name) or []:
+                missing = [p for p in needs if p not in t.text]
+                if missing:
+                    raise ValueError(f"{name} template {t.text!r} lacks {', '.join(missing)}")
+            if getattr(self, name) == []:
+                raise ValueError(f"'{name}' needs at least one template")
+        return self
 
 
 def _text(col: str) -> pl.Expr:
@@ -40,9 +103,44 @@ def two_turns(prompt: pl.Expr, answer: pl.Expr) -> pl.Expr:
     )
 
 
+def render(template: str, fields: dict[str, pl.Expr]) -> pl.Expr:
+    """A template string as a concat of literals and field expressions (no str.format, so
+    other braces in the template stay literal)."""
+    parts = re.split(r"(\{instruction\}|\{input\})", template)
+    exprs = [fields[p[1:-1]] if p in ("{instruction}", "{input}") else pl.lit(p) for p in parts if p]
+    return pl.concat_str(exprs)
+
+
+def draw(rng: np.random.Generator, templates: list[Template], n: int) -> np.ndarray:
+    w = np.array([t.weight for t in templates], dtype=float)
+    return rng.choice(len(templates), size=n, p=w / w.sum())
+
+
+def templated_prompt(n: int, cfg: AlpacaConfig, ctx: FormatContext, fields: dict[str, pl.Expr]) -> tuple[pl.Expr, pl.Expr]:
+    """Prompt and ``meta`` expressions; both draws cover every row, so a row's template does
+    not depend on which other rows have an input."""
+    with_input, no_input = cfg.with_input or WITH_INPUT, cfg.no_input or NO_INPUT
+    rng = ctx.rng("alpaca_template")
+    iw, io = pl.Series(draw(rng, with_input, n)), pl.Series(draw(rng, no_input, n))
+    has = fields["input"] != ""
+    # An empty instruction stays empty, so validation removes the record as it would in plain mode.
+    expr = pl.when(fields["instruction"] == "").then(pl.lit(""))
+    for k, t in enumerate(with_input):
+        expr = expr.when(has & (pl.lit(iw) == k)).then(render(t.text, fields))
+    for k, t in enumerate(no_input):
+        expr = expr.when(~has & (pl.lit(io) == k)).then(render(t.text, fields))
+    meta = pl.struct(pl.when(has).then(pl.format("w{}", pl.lit(iw))).otherwise(pl.format("n{}", pl.lit(io))).alias("template")).struct.json_encode()
+    return expr.otherwise(pl.lit(None, dtype=pl.Utf8)), meta
+
+
 @register_format("alpaca", AlpacaConfig)
 def alpaca(raw: pl.DataFrame, cfg: AlpacaConfig, ctx: FormatContext) -> StepResult:
     require_columns(raw, [cfg.instruction, cfg.output], "alpaca")
     inp = _text(cfg.input) if cfg.input and cfg.input in raw.columns else pl.lit("")
-    prompt = plain_prompt(_text(cfg.instruction), inp)
-    return StepResult(records_from(raw, ctx, two_turns(prompt, _text(cfg.output))), empty_removed())
+    if cfg.template == "plain":
+        prompt = plain_prompt(_text(cfg.instruction), inp)
+        return StepResult(records_from(raw, ctx, two_turns(prompt, _text(cfg.output))), empty_removed())
+    fields = {"instruction": _text(cfg.instruction).str.strip_chars(), "input": inp.str.strip_chars()}
+    prompt, meta = templated_prompt(raw.height, cfg, ctx, fields)
+    answer = _text(cfg.output).str.strip_chars()
+    return StepResult(records_from(raw, ctx, two_turns(prompt, answer), meta), empty_removed())

@@ -1,0 +1,167 @@
+"""Decontamination from records to matches: settings, training segments, chunked query.
+
+``find_matches`` is the whole engine: it builds the eval index once, streams the
+training records through it in chunks of bounded size, and returns every
+(record, instance) pair that meets the rule, with its coverage.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import Field, model_validator
+
+from mixer.decontam.index import EvalIndex, Settings
+from mixer.evalsets import EvalSetSpec
+from mixer.records import kind_of
+from mixer.steps.base import StepConfig
+
+DEFAULT_N = {"tulu3": 8, "ngram": 13, "exact": 8}
+
+
+class MatchParams(StepConfig):
+    """How to match (shared by the ``decontaminate`` step and the command)."""
+
+    rule: Literal["tulu3", "ngram", "exact"] = Field(
+        "tulu3",
+        description="tulu3: >threshold of an instance's tokens lie in n-grams one record shares; "
+        "ngram: any shared n-gram (GPT-3 style); exact: the whole normalized prompt is contained",
+    )
+    n: int | None = Field(None, ge=1, le=64, description="n-gram size (default 8 for tulu3/exact, 13 for ngram)")
+    threshold: float = Field(0.5, ge=0.0, lt=1.0, description="tulu3: coverage must be above this")
+    min_ngrams: int = Field(1, ge=1, description="ngram: shared n-grams needed for a match")
+    roles: list[Literal["system", "user", "assistant"]] = Field(default_factory=lambda: ["user"])
+    eval_text: Literal["prompt", "answer", "both"] = "prompt"
+    short: Literal["contain", "skip"] = Field(
+        "contain", description="instances with fewer tokens than n: contained whole in one turn, or skipped"
+    )
+    short_min_tokens: int = Field(1, ge=1, description="short instances below this many tokens are skipped")
+    unicode: bool = Field(True, description="NFKC-normalize non-ASCII text before tokenizing")
+    chunk_tokens: int = Field(16_000_000, ge=1000, description="training tokens per chunk (memory bound)")
+
+    @model_validator(mode="after")
+    def _check(self) -> MatchParams:
+        if self.rule == "exact" and self.eval_text != "prompt":
+            raise ValueError("rule 'exact' matches whole prompts: eval_text must be 'prompt'")
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.n or DEFAULT_N[self.rule]
+
+    def settings(self) -> Settings:
+        return Settings(n=self.size, short=self.short, short_min=self.short_min_tokens, exact=self.rule == "exact")
+
+
+@dataclass
+class MatchResult:
+    pairs: pl.DataFrame  # rec, inst, coverage, n_ngrams, short
+    index: EvalIndex
+    timings: dict[str, float] = field(default_factory=dict)
+    tokens: int = 0
+
+
+def message_columns(frame: pl.DataFrame, roles: list[str]) -> list[str]:
+    """SFT: messages. Preference: chosen (shared prompt turns), plus rejected when answers count."""
+    if kind_of(frame) == "sft":
+        return ["messages"]
+    return ["chosen"] if set(roles) <= {"user", "system"} else ["chosen", "rejected"]
+
+
+def segments(frame: pl.DataFrame, roles: list[str]) -> tuple[pl.Series, np.ndarray]:
+    """The selected turns of every record (one segment each) and each one's record row."""
+    parts = []
+    for col in message_columns(frame, roles):
+        parts.append(
+            frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("rec"), pl.col(col).alias("m"))
+            .explode("m")
+            .filter(pl.col("m").struct.field("role").is_in(roles))
+            .select("rec", pl.col("m").struct.field("content").alias("text"))
+        )
+    seg = pl.concat(parts) if len(parts) > 1 else parts[0]
+    return seg["text"], seg["rec"].to_numpy()
+
+
+def chunk_bounds(frame: pl.DataFrame, roles: list[str], chunk_tokens: int) -> list[tuple[int, int]]:
+    """Record ranges holding about ``chunk_tokens`` tokens each (about 5 bytes a token)."""
+    cols = message_columns(frame, roles)
+    size = pl.sum_horizontal(
+        [pl.col(c).list.eval(pl.element().struct.field("content").str.len_bytes()).list.sum().fill_null(0) for c in cols]
+    )
+    nbytes = frame.select(size.cast(pl.Int64)).to_series().to_numpy()
+    csum = np.cumsum(nbytes)
+    budget = chunk_tokens * 5
+    bounds, a = [], 0
+    while a < frame.height:
+        base = csum[a - 1] if a else 0
+        b = int(np.searchsorted(csum, base + budget, side="right"))
+        b = min(max(b, a + 1), frame.height)
+        bounds.append((a, b))
+        a = b
+    return bounds
+
+
+def find_matches(
+    frame: pl.DataFrame, evals: pl.DataFrame, params: MatchParams, index: EvalIndex | None = None, progress: bool = True
+) -> MatchResult:
+    """Every (record row, eval row) pair meeting ``params.rule``."""
+    t0 = time.perf_counter()
+    if index is None:
+        index = EvalIndex(evals, params.settings(), params.eval_text, params.unicode)
+    timings = {"index_s": time.perf_counter() - t0}
+    t1 = time.perf_counter()
+    bounds = chunk_bounds(frame, params.roles, params.chunk_tokens) if frame.height else []
+    found: list[pl.DataFrame] = []
+    n_tokens = 0
+    with _progress(progress and frame.height > 20_000, len(bounds)) as advance:
+        for a, b in bounds:
+            texts, seg_rec = segments(frame.slice(a, b - a), params.roles)
+            tok = index.vocab.encode(texts, params.unicode)
+            n_tokens += len(tok.ids)
+            pairs = index.query(tok, seg_rec, rec_offset=a)
+            found.append(_apply_rule(pairs, index, params))
+            advance()
+    pairs = pl.concat(found) if found else _apply_rule(index.query(index.vocab.encode(pl.Series([], dtype=pl.Utf8)), np.zeros(0, np.int64)), index, params)
+    timings["match_s"] = time.perf_counter() - t1
+    return MatchResult(pairs=pairs.sort(["rec", "inst"]), index=index, timings=timings, tokens=n_tokens)
+
+
+def _apply_rule(pairs: pl.DataFrame, index: EvalIndex, params: MatchParams) -> pl.DataFrame:
+    inst_len = pl.Series(index.inst_len).gather(pairs["inst"].cast(pl.Int64)) if pairs.height else pl.Series([], dtype=pl.Int64)
+    pairs = pairs.with_columns((pairs["covered"] / inst_len.cast(pl.Float64).clip(1)).clip(0, 1).alias("coverage"))
+    if params.rule == "tulu3":
+        keep = pl.col("short") | (pl.col("coverage") > params.threshold)
+    elif params.rule == "ngram":
+        keep = pl.col("short") | (pl.col("n_ngrams") >= params.min_ngrams)
+    else:
+        keep = pl.lit(True)
+    return pairs.filter(keep).select("rec", "inst", pl.col("coverage").cast(pl.Float32), "n_ngrams", "short")
+
+
+class _progress:
+    """A rich progress bar over chunks when the job is big enough to wait on."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.p = Progress("decontaminate", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+        self.p.start()
+        task = self.p.add_task("chunks", total=self.total)
+        return lambda: self.p.advance(task)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.p.stop()
+        return False
+
+
+__all__ = ["EvalSetSpec", "MatchParams", "MatchResult", "find_matches", "segments"]

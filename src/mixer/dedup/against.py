@@ -1,0 +1,131 @@
+"""Check new records against a finished build: ``mixer dedup --against BUILD FILE``.
+
+The build's kept records (their first copies) go into a ``datasketch.MinHashLSH`` index
+built from our signatures (they are datasketch MinHashes, scheme affine32). Each new record,
+in file order, queries the index; a candidate that passes verification (exact Jaccard of
+shingle sets by default, else the signature estimate) makes it a duplicate of the most
+similar one; otherwise the record is inserted, so later records of the same file are also
+checked against it (the index grows incrementally). Parameters come from the build's
+``dedup/minhash.json`` when it has one, so the check matches how the build was deduplicated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mixer.dedup import clusters as cl
+from mixer.dedup.near import MinHashParams, compute_signatures
+from mixer.dedup.signatures import permutations
+from mixer.records import conform, kind_of, removed_frame
+
+
+@dataclass
+class AgainstResult:
+    kept: pl.DataFrame  # new records that are not duplicates, in file order
+    removed: pl.DataFrame  # ledger rows (REMOVED_SCHEMA) for the duplicates
+    matches: pl.DataFrame  # id, source, duplicate_of, duplicate_source, where, similarity, jaccard
+    params: MinHashParams
+
+
+def build_params(build: Path) -> MinHashParams | None:
+    """The parameters the build's ``minhash`` step used, if it ran one."""
+    path = Path(build) / "dedup" / "minhash.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    data.pop("method", None)
+    return MinHashParams.from_json(data)
+
+
+def load_records(path: Path, fmt: str | None = None, source: str | None = None) -> pl.DataFrame:
+    """Records from a file: already in the record schema (parquet/jsonl with ``messages``
+    or ``chosen``/``rejected``), or raw rows converted by a named format."""
+    from mixer.formats.base import FormatContext, get_format
+    from mixer.io import load_files
+
+    source = source or Path(path).stem
+    loaded = load_files([str(Path(path).resolve())], Path.cwd(), source)
+    raw = loaded.raw
+    if fmt is None and ("messages" in raw.columns or {"chosen", "rejected"} <= set(raw.columns)):
+        if "id" not in raw.columns:
+            raw = raw.with_columns((pl.lit(f"{source}:") + pl.col("_row").cast(pl.Utf8)).alias("id"))
+        if "source" not in raw.columns:
+            raw = raw.with_columns(pl.lit(source).alias("source"))
+        return conform(raw.drop([c for c in raw.columns if c.startswith("_")]))
+    spec = get_format(fmt or "messages")
+    res = spec.fn(raw, spec.config(), FormatContext(source))
+    return conform(res.kept)
+
+
+def check_against(build_frame: pl.DataFrame, new: pl.DataFrame, params: MinHashParams,
+                  verify: str = "exact", threads: int | None = None, build_name: str = "build",
+                  progress: Any = None) -> AgainstResult:
+    """Find the records of ``new`` that near-duplicate a build record or an earlier new one."""
+    from datasketch import MinHash, MinHashLSH
+
+    if kind_of(build_frame) != kind_of(new):
+        raise ValueError(f"the build holds {kind_of(build_frame)} records but the file {kind_of(new)} records")
+    reps = cl.representatives(build_frame)
+    old = build_frame[reps]
+    both = pl.concat([conform(old), conform(new)])
+    n_old = old.height
+    sigs = compute_signatures(both, params, threads, keep_sets=verify == "exact", progress=progress)
+    try:
+        perms = permutations(params.num_perm, params.seed)
+        lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm, params=(params.bands, params.rows))
+
+        def sketch(i: int) -> MinHash:
+            return MinHash(seed=params.seed, hashvalues=sigs.sig[i], permutations=perms, scheme="affine32")
+
+        with lsh.insertion_session() as session:
+            for i in np.flatnonzero(sigs.nonempty[:n_old]):
+                session.insert(int(i), sketch(int(i)), check_duplication=False)
+        dup_of = np.full(new.height, -1, dtype=np.int64)
+        est = np.zeros(new.height)
+        exact = np.full(new.height, np.nan)
+        for j in range(new.height):
+            row = n_old + j
+            if not sigs.nonempty[row]:
+                continue
+            m = sketch(row)
+            cands = np.array(sorted(lsh.query(m)), dtype=np.int64)
+            if len(cands):
+                sim = (sigs.sig[cands] == sigs.sig[row]).mean(axis=1)
+                score = sim
+                if verify == "exact":
+                    score = sigs.sets.jaccard(np.full(len(cands), row), cands)
+                ok = np.flatnonzero(score >= params.threshold) if verify != "none" else np.arange(len(cands))
+                if len(ok):
+                    best = ok[np.argmax(score[ok])]  # ties: the earliest (candidates are sorted)
+                    dup_of[j], est[j] = cands[best], sim[best]
+                    if verify == "exact":
+                        exact[j] = score[best]
+                    continue
+            lsh.insert(row, m, check_duplication=False)
+    finally:
+        sigs.close()
+    gone = np.flatnonzero(dup_of >= 0)
+    target = dup_of[gone]
+    ids = both["id"].to_numpy()
+    sources = both["source"].to_numpy()
+    matches = pl.DataFrame({
+        "id": new["id"].to_numpy()[gone], "source": new["source"].to_numpy()[gone],
+        "duplicate_of": ids[target] if len(gone) else [], "duplicate_source": sources[target] if len(gone) else [],
+        "where": np.where(target < n_old, build_name, "this file") if len(gone) else [],
+        "similarity": np.round(est[gone], 4), "jaccard": np.round(exact[gone], 4),
+    }, schema={"id": pl.Utf8, "source": pl.Utf8, "duplicate_of": pl.Utf8, "duplicate_source": pl.Utf8,
+               "where": pl.Utf8, "similarity": pl.Float64, "jaccard": pl.Float64})
+    detail = matches.select(pl.format("near-duplicate of {} ({}, {}), estimated Jaccard {}", "duplicate_of",
+                                      "duplicate_source", "where", pl.col("similarity").round(3))).to_series()
+    if verify == "exact" and matches.height:
+        detail = detail + matches.select(pl.format(", exact Jaccard {}", pl.col("jaccard").round(3))).to_series()
+    removed = removed_frame(matches["id"], matches["source"], "minhash", "near_duplicate", detail)
+    mask = np.ones(new.height, dtype=bool)
+    mask[gone] = False
+    return AgainstResult(new.filter(pl.Series(mask)), removed, matches, params)

@@ -1,0 +1,74 @@
+"""The engine seam: how the pipeline runs its stages, separated from what the stages are.
+
+``mixer.pipeline.build`` decides the order of stages and keeps the ledger; an engine decides
+where a stage runs and what a "frame" between stages is. The local engine's frame is a
+polars DataFrame in this process. The Ray engine's frame is a list of Arrow blocks in the
+cluster's object store (``mixer.engines.ray_frame.RayFrame``); only compact results (counts,
+ledger rows, keys) come back to the driver until the final mixture is collected.
+
+Both engines must give the same ``mixture.parquet``, ``removed.parquet`` and ledger for the
+same spec; an engine that cannot distribute a stage exactly runs it gathered (the local code
+on the whole frame) instead of approximating it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import polars as pl
+
+from mixer.io import Loaded
+from mixer.spec import SourceSpec, Spec, StepSpec
+from mixer.steps.base import StepContext, StepResult
+
+
+class EngineError(RuntimeError):
+    """The engine could not run a stage (cluster unreachable, a worker failed, ...)."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What ``build`` needs from an engine. ``Frame`` is engine-specific (see module doc)."""
+
+    name: str
+
+    def load(self, src: SourceSpec, spec: Spec) -> Loaded:
+        """Raw rows of a source; ``Loaded.raw`` is this engine's frame."""
+
+    def format(self, raw: Any, src: SourceSpec, spec: Spec) -> StepResult:
+        """The source's format over its raw frame; ``kept`` is a frame, ``removed`` a polars ledger."""
+
+    def validate(self, frame: Any) -> StepResult:
+        """Structural checks (``mixer.validate``)."""
+
+    def run_step(self, step: StepSpec, frame: Any, ctx: StepContext) -> StepResult:
+        """One source or mix step; ``kept`` comes back conformed to the record schema."""
+
+    def concat(self, frames: list[Any]) -> Any:
+        """Sources in spec order, as one frame (the mix)."""
+
+    def rows(self, frame: Any) -> int: ...
+
+    def counts(self, frame: Any) -> dict[str, int]:
+        """Rows per source (sources with no rows are absent, as in the ledger)."""
+
+    def collect(self, frame: Any) -> pl.DataFrame:
+        """The frame as one polars DataFrame in this process, in canonical order."""
+
+    def close(self) -> None: ...
+
+
+def source_counts(frame: pl.DataFrame) -> dict[str, int]:
+    """Rows per source of a polars frame, sorted by source; empty frames give ``{}``."""
+    if frame.height == 0:
+        return {}
+    return {s: int(n) for s, n in frame.group_by("source").len().sort("source").iter_rows()}
+
+
+def add_counts(parts: list[dict[str, int]]) -> dict[str, int]:
+    """Sum per-block source counts (keys sorted, zeros dropped, like ``source_counts``)."""
+    out: dict[str, int] = {}
+    for p in parts:
+        for k, v in p.items():
+            out[k] = out.get(k, 0) + int(v)
+    return {k: out[k] for k in sorted(out) if out[k]}

@@ -1,0 +1,149 @@
+"""``minhash``: remove near-duplicates across the whole mix with MinHash LSH.
+
+Clusters are connected components of the LSH candidate graph, whose edges are verified by
+exact Jaccard of the shingle sets (default), by the signature estimate, or not at all. With
+verification, bands and rows are chosen to favour recall (missed pairs weigh 0.9 in
+datasketch's optimisation) since false candidates are cut afterwards. One record per cluster is kept
+by the keep policy, and every other one gets a ledger row naming the kept record and the
+estimated Jaccard similarity to it. The full cluster table goes to
+``BUILD/dedup/minhash.clusters.parquet`` and the parameters to ``BUILD/dedup/minhash.json``
+(``mixer dedup --against`` and ``mixer dedup-report`` read them).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import Field, model_validator
+
+from mixer.dedup import clusters as cl
+from mixer.dedup.lsh import candidate_probability, lsh_params
+from mixer.dedup.near import (
+    MinHashParams,
+    candidate_edges,
+    compute_signatures,
+    resolve,
+    signature_similarity,
+)
+from mixer.dedup.shingle import Shingling
+from mixer.records import empty_removed
+from mixer.steps.base import Step, StepConfig, StepContext, StepResult, register
+
+
+class MinHashConfig(StepConfig):
+    text: Literal["all", "user", "assistant"] = "all"
+    shingle: Literal["word", "char"] = "word"
+    ngram: int = Field(5, ge=1, le=64)
+    nfkc: bool = True
+    lowercase: bool = True
+    strip_punctuation: bool = True
+    num_perm: int = Field(128, ge=2, le=4096)
+    threshold: float = Field(0.8, gt=0.0, lt=1.0)
+    bands: int | None = Field(None, ge=1)
+    rows: int | None = Field(None, ge=1)
+    seed: int = 1
+    verify: Literal["none", "signature", "exact"] = "exact"
+    # weight of missed pairs when bands/rows are chosen for the threshold; None: 0.9 when
+    # candidates are verified (recall is cheap then), else datasketch's balanced 0.5
+    false_negative_weight: float | None = Field(None, gt=0.0, lt=1.0)
+    keep: cl.KeepPolicy = "first"
+    priority: list[str] = Field(default_factory=list)
+    threads: int | None = Field(None, ge=1)
+    memory_mb: int = Field(2048, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> MinHashConfig:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("give both bands and rows, or neither (then they are chosen for the threshold)")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        if self.keep == "priority" and not self.priority:
+            raise ValueError("keep: priority needs a priority list of source names")
+        return self
+
+    def params(self) -> MinHashParams:
+        fn = self.false_negative_weight
+        if fn is None:
+            fn = 0.9 if self.verify != "none" else 0.5
+        b, r = lsh_params(self.threshold, self.num_perm, self.bands, self.rows, 1.0 - fn, fn)
+        shingling = Shingling(self.shingle, self.ngram, self.nfkc, self.lowercase, self.strip_punctuation)
+        return MinHashParams(shingling, self.text, self.num_perm, self.seed, self.threshold, b, r)
+
+
+@register
+class MinHashDedup(Step):
+    name = "minhash"
+    Config = MinHashConfig
+    scopes = ("source", "mix")
+
+    def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
+        cfg: MinHashConfig = self.config
+        params = cfg.params()
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        reps = cl.representatives(frame)
+        sub = frame[reps]
+        spill_root = ctx.work_dir / "dedup" / "spill" if ctx.work_dir is not None else None
+        sigs = compute_signatures(sub, params, cfg.threads, cfg.memory_mb, spill_root, progress=ctx.progress,
+                                  keep_sets=cfg.verify == "exact")
+        timings["signatures"] = time.perf_counter() - t
+        try:
+            t = time.perf_counter()
+            edges = candidate_edges(sigs, ctx.progress)
+            candidates = len(edges)
+            timings["lsh"] = time.perf_counter() - t
+            t = time.perf_counter()
+            if cfg.verify == "signature" and len(edges):
+                edges = edges[signature_similarity(sigs.sig, edges[:, 0], edges[:, 1]) >= cfg.threshold]
+            elif cfg.verify == "exact" and len(edges):
+                edges = edges[sigs.sets.jaccard(edges[:, 0], edges[:, 1]) >= cfg.threshold]
+            timings["verify"] = time.perf_counter() - t
+            t = time.perf_counter()
+            rank = cl.keep_rank(sub["source"], sigs.lengths, cfg.keep, ctx.source_order, cfg.priority)
+            found = resolve(sub.height, edges, rank, candidates)
+            members = np.flatnonzero(found.size > 1)
+            scores = {"similarity": np.ones(len(members))}
+            gone = found.kept_of[members] != members
+            scores["similarity"][gone] = np.round(
+                signature_similarity(sigs.sig, members[gone], found.kept_of[members][gone]), 4)
+            if cfg.verify == "exact":
+                scores["jaccard"] = np.ones(len(members))
+                scores["jaccard"][gone] = np.round(
+                    sigs.sets.jaccard(members[gone], found.kept_of[members][gone]), 4)
+        finally:
+            sigs.close()
+        outcome = cl.outcome_frame(
+            frame, reps[members], _local(found.kept_of[members], members), found.size[members], scores,
+        ) if len(members) else cl.empty_outcome(scores)
+        detail = pl.format("near-duplicate of {} ({}), estimated Jaccard {}", "kept_id", "kept_source",
+                           pl.col("similarity").round(3))
+        if cfg.verify == "exact":
+            detail = pl.format("{}, exact Jaccard {}", detail, pl.col("jaccard").round(3))
+        detail = pl.format("{}, cluster of {}", detail, "cluster_size")
+        kept, removed = cl.split(frame, outcome, self.name, "near_duplicate", detail) if outcome.height else (frame, empty_removed())
+        timings["cluster"] = time.perf_counter() - t
+        table = cl.cluster_table(frame, outcome, cfg.text, self.name)
+        files = cl.write_side_files(ctx.work_dir, self.name, table, {"method": self.name, **params.to_json()})
+        info = {
+            "params": {"bands": params.bands, "rows": params.rows, "num_perm": params.num_perm,
+                       "threshold": params.threshold, "shingle": f"{params.shingling.kind}-{params.shingling.n}",
+                       "verify": cfg.verify, "keep": cfg.keep,
+                       "p_candidate_at_threshold": round(candidate_probability(params.threshold, params.bands, params.rows), 4)},
+            "records": frame.height,
+            "compared": int(len(reps)),
+            "candidate_edges": int(candidates),
+            "verified_edges": int(len(edges)),
+            **cl.summary(outcome),
+            "removed_rows": removed.height,
+            "seconds": {k: round(v, 3) for k, v in timings.items()},
+            **({"files": files} if files else {}),
+        }
+        return StepResult(kept, removed, info)
+
+
+def _local(kept_rows: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Positions of ``kept_rows`` within ``members`` (kept records are always members)."""
+    return np.searchsorted(members, kept_rows)

@@ -1,0 +1,199 @@
+"""What SFT and DPO runs share: distributed setup, tokenizer + template, model loading
+(full, LoRA, QLoRA), and the TrainingArguments derived from a ``TrainConfig``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+from typing import Any
+
+import torch
+
+from train.config import ConfigError, TrainConfig
+
+log = logging.getLogger("train")
+
+# Attention implementations known to keep packed sequences apart: flash attention through
+# cu_seq_lens; sdpa/eager/flex through the block-diagonal mask transformers derives from
+# position_ids when no attention mask is given (checked by tests/test_train_sft.py).
+ISOLATING_ATTENTION = {"flash_attention_2", "flash_attention_3", "sdpa", "eager", "flex_attention"}
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(cfg: TrainConfig) -> None:
+    """Create the process group before anything else: DeepSpeed needs one even in a single
+    process, on CPU it must be gloo, and DPO + ZeRO-3 builds its reference engine early."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if cfg.deepspeed is None:
+        if world_size() > 1:
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    import deepspeed
+
+    if not torch.cuda.is_available() and os.environ.get("MIXER_DS_SHM", "0") != "1":
+        # DeepSpeed's CPU backend JIT-compiles a shared-memory op (minutes, needs a C++
+        # toolchain) that only serves inference all-reduce; training never calls it.
+        import importlib
+
+        # (``import deepspeed.comm.torch as m`` would bind the torch package itself)
+        importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def shutdown_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def load_tokenizer_with_template(path: str, template: str):
+    import copy
+
+    from mixer.tokenizers import load_tokenizer
+    from train.template import apply_template
+
+    # load_tokenizer caches; training mutates the tokenizer (template, pad token), so copy it.
+    tok = copy.deepcopy(load_tokenizer(path))
+    added = apply_template(tok, template)
+    return tok, added
+
+
+def check_quantization(cfg: TrainConfig) -> None:
+    """QLoRA needs bitsandbytes kernels on a CUDA GPU; say so before loading anything."""
+    if cfg.quantization is None:
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError("config key 'quantization': 4-bit QLoRA needs a CUDA GPU, and none is visible")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError("config key 'quantization': 4-bit QLoRA needs bitsandbytes (`pip install bitsandbytes`)") from None
+    if cfg.deepspeed is not None:
+        raise ConfigError("config key 'deepspeed': set it to null for 4-bit QLoRA (the reference QLoRA runs without ZeRO)")
+
+
+def load_model(path: str, cfg: TrainConfig, tokenizer, added_tokens: list[str]):
+    """Load the policy; with DeepSpeed in the training dtype (ZeRO keeps fp32 masters),
+    otherwise in fp32 with autocast mixed precision."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    if cfg.quantization == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["dtype"] = torch.bfloat16
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    elif cfg.deepspeed is not None and cfg.dtype != "fp32":
+        kwargs["dtype"] = torch.bfloat16 if cfg.dtype == "bf16" else torch.float16
+    else:
+        kwargs["dtype"] = torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if added_tokens or len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    if tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.quantization == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    return model
+
+
+def peft_config(cfg: TrainConfig, added_tokens: list[str]):
+    if cfg.lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+        modules_to_save=["embed_tokens", "lm_head"] if added_tokens else None,
+    )
+
+
+def warn_packing(cfg: TrainConfig, model) -> str | None:
+    """A warning when packed sequences may attend to each other."""
+    if not cfg.packing:
+        return None
+    impl = getattr(model.config, "_attn_implementation", None)
+    msg = None
+    if cfg.packing_strategy == "wrapped":
+        msg = "packing_strategy 'wrapped' cuts sequences mid-way and attends across them"
+    elif impl not in ISOLATING_ATTENTION:
+        msg = f"attention implementation {impl!r} may not isolate packed sequences: samples can attend to each other"
+    if msg:
+        warnings.warn(msg, stacklevel=2)
+        log.warning(msg)
+    return msg
+
+
+def training_kwargs(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
+    """Arguments shared by SFTConfig and DPOConfig."""
+    import importlib.util
+
+    cpu = not torch.cuda.is_available()
+    report = cfg.report_to
+    if report == "auto":
+        report = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+    kw: dict[str, Any] = dict(
+        output_dir=output_dir,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum(world_size()),
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio
+        weight_decay=cfg.weight_decay,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        bf16=cfg.dtype == "bf16",
+        fp16=cfg.dtype == "fp16",
+        use_cpu=cpu,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        deepspeed=cfg.deepspeed_config(),
+        report_to=[report] if report != "none" else [],
+        disable_tqdm=True,
+        max_length=cfg.max_length,
+        dataset_num_proc=cfg.dataset_num_proc,
+    )
+    if cpu and world_size() > 1:
+        kw["ddp_backend"] = "gloo"
+    return kw

@@ -1,0 +1,28 @@
+"""DPO on a preference build with TRL's DPOTrainer. The prompt is rendered with the
+template's generation prompt, so the trained completion is the assistant turn plus EOS,
+as in SFT. The reference model is the starting policy (or the base under LoRA)."""
+
+from __future__ import annotations
+
+from trl import DPOConfig, DPOTrainer
+
+from train.common import load_model, peft_config, training_kwargs
+from train.config import TrainConfig
+
+
+def build_trainer(cfg: TrainConfig, model_path: str, tokenizer, added_tokens, dataset, output_dir: str, callbacks):
+    if cfg.packing:
+        raise ValueError("config key 'packing': DPO does not pack sequences; set packing: false")
+    args = DPOConfig(**training_kwargs(cfg, output_dir), beta=cfg.beta, loss_type=[cfg.dpo_loss])
+    model = load_model(model_path, cfg, tokenizer, added_tokens)
+    # TRL rebuilds the reference from the model path, which lacks tokens a template added.
+    ref = load_model(model_path, cfg, tokenizer, added_tokens) if added_tokens and cfg.lora is None else None
+    return DPOTrainer(
+        model=model,
+        ref_model=ref,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg, added_tokens),
+        callbacks=callbacks,
+    )

@@ -1,0 +1,28 @@
+"""Supervised fine-tuning on an SFT build with TRL's SFTTrainer: the template's
+``{% generation %}`` spans decide the loss (assistant content + EOS), optional bfd packing."""
+
+from __future__ import annotations
+
+from trl import SFTConfig, SFTTrainer
+
+from train.common import load_model, peft_config, training_kwargs, warn_packing
+from train.config import TrainConfig
+
+
+def build_trainer(cfg: TrainConfig, model_path: str, tokenizer, added_tokens, dataset, output_dir: str, callbacks):
+    args = SFTConfig(
+        **training_kwargs(cfg, output_dir),
+        assistant_only_loss=True,
+        packing=cfg.packing,
+        packing_strategy=cfg.packing_strategy,
+    )
+    model = load_model(model_path, cfg, tokenizer, added_tokens)  # after args: ZeRO-3 init needs them
+    warn_packing(cfg, model)
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg, added_tokens),
+        callbacks=callbacks,
+    )

@@ -1,0 +1,95 @@
+"""One training process: ``python -m train.worker RUN_DIR [--resume-from CKPT]``.
+
+Everything it needs is in the run folder (written by ``train.launch``), so the same entry
+point serves a single in-process run and every rank under torchrun or accelerate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+
+from train.callbacks import CheckpointMarker, MetricsCallback, RichProgressCallback
+from train.common import (
+    check_quantization,
+    init_distributed,
+    is_main,
+    load_tokenizer_with_template,
+    shutdown_distributed,
+)
+from train.data import Build, load_records
+from train.run import load_run
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _quiet_other_ranks() -> None:
+    if not is_main():
+        import datasets
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        datasets.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+        logging.getLogger("train").setLevel(logging.ERROR)
+
+
+def train(run_dir: str | Path, resume_from: str | None = None, progress: bool | None = None) -> dict:
+    """Train the run in ``run_dir`` in this process; returns the final train metrics."""
+    run = load_run(run_dir)
+    cfg = run.config
+    check_quantization(cfg)
+    init_distributed(cfg)
+    _quiet_other_ranks()
+    try:
+        build = Build(Path(run.info["build"]), json.loads((run.folder / "build_manifest.json").read_text()))
+        tokenizer, added = load_tokenizer_with_template(run.info["tokenizer"], cfg.template)
+        if not is_main():
+            _barrier()  # rank 0 fills the datasets cache first
+        dataset = load_records(build, num_proc=cfg.dataset_num_proc)
+        if is_main():
+            _barrier()
+        metrics = MetricsCallback(run.metrics)
+        if progress is None:
+            progress = os.environ.get("MIXER_PROGRESS", "1") != "0"
+        callbacks = [metrics, RichProgressCallback(metrics, enabled=progress), CheckpointMarker(run.info["spec_hash"])]
+        if cfg.kind == "sft":
+            from train.sft import build_trainer
+        else:
+            from train.dpo import build_trainer
+        trainer = build_trainer(cfg, run.info["model"], tokenizer, added, dataset, str(run.folder), callbacks)
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        final = run.folder / "final"
+        trainer.save_model(str(final))
+        if is_main():
+            tokenizer.save_pretrained(str(final))
+            run.info.update(
+                status="complete",
+                global_step=trainer.state.global_step,
+                resumed_from=resume_from,
+                train_metrics=result.metrics,
+            )
+            run.save()
+        return result.metrics
+    finally:
+        shutdown_distributed()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m train.worker")
+    p.add_argument("run_dir")
+    p.add_argument("--resume-from", default=None)
+    a = p.parse_args(argv)
+    train(a.run_dir, a.resume_from)
+
+
+if __name__ == "__main__":
+    main()

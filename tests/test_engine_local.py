@@ -1,0 +1,53 @@
+"""The engine seam: the local engine is the old pipeline, and block-wise info merges are exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mixer.engines import LocalEngine, make_engine
+from mixer.engines.merge import MergeError, format_rules, merge_infos
+from mixer.pipeline import build
+from mixer.spec import load_spec
+
+
+def test_local_engine_is_the_default_build(repo: Path, tmp_path: Path) -> None:
+    spec = load_spec(repo / "mixtures" / "sample.yaml")
+    a = build(spec, tmp_path / "a")
+    b = build(spec, tmp_path / "b", engine="local")
+    c = build(spec, tmp_path / "c", engine=LocalEngine())
+    for other in (b, c):
+        assert (other.output / "mixture.parquet").read_bytes() == (a.output / "mixture.parquet").read_bytes()
+        assert (other.output / "removed.parquet").read_bytes() == (a.output / "removed.parquet").read_bytes()
+    assert "engine" not in a.manifest  # local manifests are unchanged
+
+
+def test_make_engine_rejects_unknown_names_and_options() -> None:
+    with pytest.raises(ValueError, match="unknown engine 'spark'"):
+        make_engine("spark")
+    with pytest.raises(ValueError, match="takes no options"):
+        make_engine("local", address="x:1")
+
+
+def test_merge_rules_add_counts_and_keep_settings() -> None:
+    rules = {"dropped": "sum", "truncated_ids": "head:3", "sub.*": "sum"}
+    infos = [
+        {"max_tokens": 2048, "dropped": 2, "truncated_ids": ["a", "b"], "sub": {"x": 1}},
+        {"max_tokens": 2048, "dropped": 5, "truncated_ids": ["c", "d"], "sub": {"w": 4, "x": 2}},
+    ]
+    assert merge_infos(infos, rules) == {"max_tokens": 2048, "dropped": 7, "truncated_ids": ["a", "b", "c"], "sub": {"w": 4, "x": 3}}
+    # A count without a rule is not silently taken from the first block.
+    with pytest.raises(MergeError, match="exempt_hits"):
+        merge_infos([{"exempt_hits": 1}, {"exempt_hits": 2}], {})
+    with pytest.raises(MergeError, match="some blocks only"):
+        merge_infos([{"a": 1}, {}], {})
+
+
+def test_format_rules_know_which_formats_are_row_local() -> None:
+    from mixer.formats.alpaca import AlpacaConfig
+
+    assert format_rules("alpaca", AlpacaConfig()) == {}
+    assert format_rules("alpaca", AlpacaConfig(template="random")) is None  # one draw over the source
+    assert format_rules("flan", None) is None
+    assert format_rules("sharegpt", None) is not None

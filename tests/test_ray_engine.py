@@ -1,0 +1,195 @@
+"""The Ray engine on a real two-node cluster (``ray start --head`` + ``ray start --address``
+on loopback, torn down at the end) gives the local engine's build, byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from helpers import alpaca_rows, write_jsonl, write_spec
+from mixer.pipeline import build
+from mixer.spec import load_spec
+
+try:
+    import ray
+except ImportError:  # CI installs the extra; elsewhere the cluster tests are optional
+    if os.environ.get("CI"):
+        raise
+    pytest.skip("ray is not installed (pip install 'mixer[ray]')", allow_module_level=True)
+
+from mixer.engines.cluster import LocalCluster  # noqa: E402
+from mixer.engines.ray_engine import RayEngine  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """A head and one worker node, 1 CPU each, small object stores; the test process is the driver."""
+    c = LocalCluster(nodes=2, cpus=1, object_store_mb=400).start()
+    try:
+        ray.init(address=c.address, logging_level="WARNING", log_to_driver=False)
+        deadline = time.monotonic() + 60
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+            assert time.monotonic() < deadline, "the worker node never joined"
+            time.sleep(0.5)
+        yield c.address
+    finally:
+        ray.shutdown()
+        c.stop()
+
+
+def _same_build(a: Path, b: Path, side_files: tuple[str, ...] = ()) -> None:
+    """Identical outputs and ledger; only timings and the engine note may differ."""
+    for f in ("mixture.parquet", "removed.parquet", *side_files):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
+    assert _untimed(ma["steps"]) == _untimed(mb["steps"])
+    assert _untimed(ma["sources"]) == _untimed(mb["sources"])
+    assert ma["files"]["mixture.parquet"]["sha256"] == mb["files"]["mixture.parquet"]["sha256"]
+
+
+def _untimed(obj):
+    if isinstance(obj, dict):
+        return {k: _untimed(v) for k, v in obj.items() if k not in ("seconds", "timings")}
+    if isinstance(obj, list):
+        return [_untimed(v) for v in obj]
+    return obj
+
+
+@pytest.mark.parametrize("block_rows", [3, None])
+def test_sample_spec_same_as_local(cluster: str, repo: Path, tmp_path: Path, block_rows: int | None) -> None:
+    spec = load_spec(repo / "mixtures" / "sample.yaml")
+    local = build(spec, tmp_path / "local")
+    engine = RayEngine(address=cluster, block_rows=block_rows)
+    res = build(spec, tmp_path / "ray", engine=engine)
+    _same_build(local.output, res.output)
+    assert res.manifest["engine"]["name"] == "ray" and res.manifest["engine"]["nodes"] == 2
+    if block_rows == 3:  # 3-row blocks: repeat copies and duplicates straddle block edges
+        assert len(engine.nodes_used) == 2, "block tasks should run on both nodes"
+
+
+def _dedup_spec(folder: Path, data: Path) -> Path:
+    train, evals = data / "train", data / "eval"
+    t0 = train / "self_instruct/data/finetuning/t0_train_50k/data_per_template"
+    spec = {
+        "name": "dedup_decontam", "seed": 7,
+        "sources": {
+            # new_codealpaca holds the same triples as gpteacher's Codegen file: cross-source duplicates
+            "codealpaca": {"load": {"path": str(train / "codealpaca/data/new_codealpaca.json")}, "format": "alpaca",
+                           "steps": [{"keyword_filter": {"preset": "tulu_v2"}}, {"exact_dedup": {}}]},
+            "gpteacher": {"load": {"path": str(train / "gpteacher/Codegen/codegen-instruct.json")},
+                          "format": {"name": "alpaca", "output": "response"}},
+            "alpaca": {"load": {"path": str(train / "alpaca_1k/alpaca_data_1k.json")}, "format": "alpaca", "sample": {"n": 800}},
+            # answers to the AlpacaEval prompts: contaminated by construction; upsampled copies
+            "evalout": {"load": {"path": str(train / "alpaca_eval_outputs/results/text_davinci_003/model_outputs.json")},
+                        "format": {"name": "alpaca", "output": "output"}, "sample": {"repeat": 2}},
+            # many templates of one task: near-duplicates
+            "t0": {"load": {"path": str(t0 / "adversarial_qa_*.jsonl")},
+                   "format": {"name": "alpaca", "instruction": "prompt", "input": None, "output": "completion"},
+                   "sample": {"fraction": 0.5}},
+        },
+        "mix": [
+            {"exact_dedup": {}},
+            {"minhash": {"threshold": 0.7, "verify": "signature"}},
+            {"decontaminate": {"evals": ["alpaca_eval", "gsm8k"], "eval_dir": str(evals), "rule": "tulu3"}},
+        ],
+    }
+    return write_spec(folder, spec)
+
+
+@pytest.mark.shared_data
+def test_dedup_and_decontamination_spec_same_as_local(cluster: str, shared_data: Path, tmp_path: Path) -> None:
+    spec = load_spec(_dedup_spec(tmp_path, shared_data))
+    local = build(spec, tmp_path / "local")
+    res = build(spec, tmp_path / "ray", engine=RayEngine(address=cluster, block_rows=700))
+    _same_build(local.output, res.output, ("dedup/minhash.clusters.parquet", "contamination_matches.parquet"))
+    reasons = set(res.removed["reason"].to_list())
+    assert {"exact_duplicate", "near_duplicate", "contaminated", "keyword", "not_sampled"} <= reasons
+    a, b = (json.loads((d / "contamination.json").read_text()) for d in (local.output, res.output))
+    assert _untimed(a) == _untimed(b)
+    # the real overlaps were found, not just matched between engines
+    assert res.removed.filter(pl.col("source") == "gpteacher")["reason"].to_list().count("exact_duplicate") > 4000
+    assert res.manifest["sources"]["evalout"]["kept"] == 0
+
+
+def test_cli_build_with_ray_engine(cluster: str, repo: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mixer.cli import app
+
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(app, ["build", str(repo / "mixtures" / "sample.yaml"), "-o", str(out), "-q",
+                                 "--engine", "ray", "--address", cluster])
+    assert r.exit_code == 0, r.output
+    local = build(load_spec(repo / "mixtures" / "sample.yaml"), tmp_path / "local")
+    _same_build(local.output, out)
+    assert ray.is_initialized()  # the CLI did not shut down a connection it did not open
+
+
+def test_worker_errors_keep_their_type_and_message(cluster: str, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", alpaca_rows(20))
+    spec = {"name": "bad", "sources": {"a": {"load": {"path": "a.jsonl"}, "format": {"name": "alpaca", "output": "response"}}}}
+    with pytest.raises(ValueError, match=r"format 'alpaca' needs field\(s\) \['response'\]"):
+        build(load_spec(write_spec(tmp_path, spec)), tmp_path / "out", engine=RayEngine(address=cluster, block_rows=4))
+    assert not (tmp_path / "out").exists()
+
+
+def test_steps_unknown_to_workers_run_gathered(cluster: str, tmp_path: Path) -> None:
+    """A step registered only in the driver (not importable on workers) still builds, exactly."""
+    from mixer.records import removed_from
+    from mixer.steps.base import STEPS, Step, StepContext, StepResult, register
+
+    @register
+    class DropOdd(Step):
+        name = "_test_drop_odd"
+
+        def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
+            odd = pl.col("id").str.extract(r":(\d+)$").cast(pl.Int64) % 2 == 1
+            return StepResult(frame.filter(~odd), removed_from(frame.filter(odd), self.name, "odd"))
+
+    try:
+        write_jsonl(tmp_path / "a.jsonl", alpaca_rows(30))
+        spec = {"name": "g", "sources": {"a": {"load": {"path": "a.jsonl"}, "format": "alpaca"}}, "mix": [{"_test_drop_odd": {}}]}
+        s = load_spec(write_spec(tmp_path, spec))
+        local = build(s, tmp_path / "local")
+        res = build(s, tmp_path / "ray", engine=RayEngine(address=cluster, block_rows=4))
+        _same_build(local.output, res.output)
+        assert res.mixture.height == 15
+    finally:
+        STEPS.pop("_test_drop_odd", None)
+
+
+def test_sources_and_builds_on_shared_storage_urls(cluster: str, repo: Path, tmp_path: Path) -> None:
+    """fsspec URLs (file:// here; s3:// etc. with their extras) for sources and the build."""
+    from typer.testing import CliRunner
+
+    from mixer.build_dir import BuildDir
+    from mixer.cli import app
+
+    data = tmp_path / "bucket" / "raw"
+    data.mkdir(parents=True)
+    write_jsonl(data / "part-0.jsonl", alpaca_rows(12, "first"))
+    write_jsonl(data / "part-1.jsonl", alpaca_rows(9, "second"))
+    with open(data / "part-1.jsonl", "a") as f:
+        f.write('{"instruction": "broken\n')
+    spec = {"name": "urls", "seed": 1, "sources": {"a": {"load": {"path": f"file://{data}/part-*.jsonl"}, "format": "alpaca",
+                                                          "on_error": "skip", "sample": {"n": 15}}}}
+    s = load_spec(write_spec(tmp_path, spec), check_files=False)
+    local = build(s, tmp_path / "local")
+    res = build(s, tmp_path / "ray", engine=RayEngine(address=cluster, block_rows=4))
+    _same_build(local.output, res.output)
+    bad = res.removed.filter(pl.col("reason") == "malformed_json")["detail"].item()
+    assert bad.startswith(f"file://{data}/part-1.jsonl:10"), bad  # the URL, not a staging folder
+    assert res.manifest["sources"]["a"]["inputs"][0]["path"] == f"file://{data}/part-0.jsonl"
+    # A build sent to a URL: uploaded with the manifest last, then readable as a finished build.
+    out = tmp_path / "bucket" / "builds" / "sample"
+    r = CliRunner().invoke(app, ["build", str(repo / "mixtures" / "sample.yaml"), "-q", "-o", f"file://{out}",
+                                 "--engine", "ray", "--address", cluster])
+    assert r.exit_code == 0, r.output
+    assert f"file://{out}" in r.output.replace("\n", "")
+    sample = build(load_spec(repo / "mixtures" / "sample.yaml"), tmp_path / "sample-local")
+    assert BuildDir(out).frame.equals(sample.mixture)
