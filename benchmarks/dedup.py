@@ -144,9 +144,14 @@ def _edit_messages(frame, rates, rng, vocab):
     )
     inserted = words.filter(pl.col("_hit") & (pl.col("_op") == 1)).with_columns(pl.col("_rw").alias("_w"), pl.col("_pos") - 0.5)
     kept = words.filter(~(pl.col("_hit") & (pl.col("_op") == 0)))
-    out = (
+    skeleton = words.select("_rec", "_msg", "_role").unique(["_rec", "_msg"], keep="first", maintain_order=True)
+    joined = (
         pl.concat([kept, inserted]).sort("_rec", "_msg", "_pos")
-        .group_by("_rec", "_msg", maintain_order=True).agg(pl.col("_role").first(), pl.col("_w").str.join(" "))
+        .group_by("_rec", "_msg", maintain_order=True).agg(pl.col("_w").str.join(" "))
+    )
+    out = (
+        skeleton.join(joined, on=["_rec", "_msg"], how="left", maintain_order="left")
+        .with_columns(pl.col("_w").fill_null(""))
         .group_by("_rec", maintain_order=True)
         .agg(pl.struct(pl.col("_role").alias("role"), pl.col("_w").alias("content")).alias("messages"))
     )
@@ -199,15 +204,25 @@ def make_pool(size: int, seed: int = 0):
     return frame, info
 
 
-def texts_file(frame, size: int, seed: int) -> Path:
-    """The compared text of every record (what every tool gets), as parquet id/text."""
+def texts_file(frame, size: int, seed: int, limit: int | None = None, shards: int = 8) -> Path:
+    """The compared text of every record (what every tool gets), as parquet id/text, plus the
+    same rows split in ``shards`` files under ``<stem>.parts/`` (datatrove parallelizes over
+    files). ``limit``: only the first rows (baselines too slow for the whole pool)."""
     import polars as pl
 
     from mixer.records import text_of
 
-    path = CACHE / "data" / f"texts-{size}-{seed}.parquet"
+    stem = f"texts-{size}-{seed}" + (f"-first{limit}" if limit else "")
+    path = CACHE / "data" / f"{stem}.parquet"
     if not path.exists():
-        pl.DataFrame({"id": frame["id"], "text": text_of(frame, "all")}).write_parquet(path)
+        sub = frame.head(limit) if limit else frame
+        table = pl.DataFrame({"id": sub["id"], "text": text_of(sub, "all")})
+        table.write_parquet(path)
+        parts = path.with_suffix(".parts")
+        parts.mkdir(exist_ok=True)
+        step = -(-table.height // shards)
+        for k in range(shards):
+            table.slice(k * step, step).write_parquet(parts / f"part-{k:03d}.parquet")
     return path
 
 
@@ -367,29 +382,27 @@ def worker_datasketch(args) -> dict:
     from datasketch import MinHash, MinHashLSH
 
     ids, texts = _read_texts(args.input)
-    limit = args.limit or len(ids)
     t0 = time.perf_counter()
     lsh = MinHashLSH(threshold=args.threshold, num_perm=NUM_PERM)
     removed = []
-    for i in range(limit):
+    for i in range(len(ids)):
         m = MinHash(num_perm=NUM_PERM)
         m.update_batch([s.encode("utf-8") for s in py_shingles(texts[i])])
         if lsh.query(m):
             removed.append(ids[i])
         else:
             lsh.insert(ids[i], m)
-    return {"seconds": time.perf_counter() - t0, "removed": removed, "records": limit}
+    return {"seconds": time.perf_counter() - t0, "removed": removed}
 
 
 def worker_rensa(args) -> dict:
     from rensa import RMinHash, RMinHashLSH
 
     ids, texts = _read_texts(args.input)
-    limit = args.limit or len(ids)
     t0 = time.perf_counter()
     lsh = RMinHashLSH(threshold=args.threshold, num_perm=NUM_PERM, num_bands=16)
     hashes, removed = [], []
-    for i in range(limit):
+    for i in range(len(ids)):
         m = RMinHash(num_perm=NUM_PERM, seed=42)
         m.update(py_shingles(texts[i]))
         hashes.append(m)
@@ -397,7 +410,7 @@ def worker_rensa(args) -> dict:
             removed.append(ids[i])
         else:
             lsh.insert(i, m)
-    return {"seconds": time.perf_counter() - t0, "removed": removed, "records": limit}
+    return {"seconds": time.perf_counter() - t0, "removed": removed}
 
 
 def worker_datatrove(args) -> dict:
@@ -417,31 +430,30 @@ def worker_datatrove(args) -> dict:
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     cfg = MinhashConfig(n_grams=NGRAM, num_buckets=9, hashes_per_bucket=13)
-    src = str(Path(args.input).parent)
-    glob = Path(args.input).name
-    tasks = args.threads
+    parts = str(Path(args.input).with_suffix(".parts"))
+    tasks = len(list(Path(parts).glob("*.parquet")))
 
     def reader():
-        return ParquetReader(src, glob_pattern=glob, text_key="text", id_key="id")
+        return ParquetReader(parts, text_key="text", id_key="id")
 
     t0 = time.perf_counter()
     stages = [
         LocalPipelineExecutor([reader(), MinhashDedupSignature(output_folder=str(work / "sigs"), config=cfg)],
-                              tasks=tasks, workers=tasks, logging_dir=str(work / "logs/s1")),
+                              tasks=tasks, workers=args.threads, logging_dir=str(work / "logs/s1")),
         LocalPipelineExecutor([MinhashDedupBuckets(input_folder=str(work / "sigs"), output_folder=str(work / "buckets"), config=cfg)],
-                              tasks=cfg.num_buckets, workers=tasks, logging_dir=str(work / "logs/s2")),
+                              tasks=cfg.num_buckets, workers=args.threads, logging_dir=str(work / "logs/s2")),
         LocalPipelineExecutor([MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove"), config=cfg)],
                               tasks=1, logging_dir=str(work / "logs/s3")),
         LocalPipelineExecutor([reader(), MinhashDedupFilter(input_folder=str(work / "remove"),
                                                             exclusion_writer=JsonlWriter(str(work / "removed"), compression=None))],
-                              tasks=tasks, workers=tasks, logging_dir=str(work / "logs/s4")),
+                              tasks=tasks, workers=args.threads, logging_dir=str(work / "logs/s4")),
     ]
     for st in stages:
         st.run()
     secs = time.perf_counter() - t0
     removed = []
     for f in sorted((work / "removed").glob("*.jsonl")):
-        removed += [json.loads(line)["id"] for line in f.read_text().splitlines() if line]
+        removed += [json.loads(line)["id"] for line in f.read_text().split("\n") if line]
     return {"seconds": secs, "removed": removed}
 
 
@@ -514,16 +526,15 @@ def run_process(cmd: list[str], timeout: float, env: dict | None = None) -> dict
 
 
 def run_tool(tool: str, frame_path: Path, text_path: Path, threshold: float, threads: int, timeout: float,
-             limit: int | None = None, options: str | None = None) -> dict:
-    out = CACHE / "runs" / f"{tool}-{frame_path.stem}-{threshold}.json"
+             options: str | None = None) -> dict:
+    """One tool on one input (the record frame for mixer, the texts for the others)."""
+    out = CACHE / "runs" / f"{tool}-{text_path.stem}-{threshold}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     if tool == "text-dedup":
         return run_textdedup(text_path, threshold, threads, timeout)
     inp = frame_path if tool == "mixer" else text_path
     cmd = [_python_for(tool), __file__, "_worker", tool, "--input", str(inp), "--out", str(out),
            "--threshold", str(threshold), "--threads", str(threads), "--work", str(CACHE / "work" / tool)]
-    if limit:
-        cmd += ["--limit", str(limit)]
     if options:
         cmd += ["--options", options]
     env = {**os.environ, "MIXER_NO_PROGRESS": "1", "PYTHONPATH": str(ROOT / "src")}
@@ -561,7 +572,6 @@ def _worker_main(argv: list[str]) -> None:
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default=str(CACHE / "work"))
-    ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--options", default=None)
     args = ap.parse_args(argv)
     result = WORKERS[args.tool](args)
@@ -574,14 +584,15 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_textdedup":
         return _textdedup_main(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="100000,1000000", help="pool sizes for speed/memory (comma-separated)")
+    ap.add_argument("--sizes", default="100000,1000000", help="pool sizes for speed and memory (comma-separated)")
     ap.add_argument("--quality-size", type=int, default=100_000, help="pool size for precision/recall (0: skip)")
-    ap.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9,0.95")
+    ap.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9,0.95", help="thresholds of the quality curve")
     ap.add_argument("--tools", default="mixer,datasketch,rensa,datatrove,text-dedup")
+    ap.add_argument("--quality-tools", default=None, help="baselines in the quality run (default: --tools)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--timeout", type=float, default=3600)
-    ap.add_argument("--loop-limit", type=int, default=100_000,
-                    help="records for the per-record loops (datasketch, rensa) on larger pools; throughput is measured on them")
+    ap.add_argument("--timeout", type=float, default=7200)
+    ap.add_argument("--baseline-limit", type=int, default=100_000,
+                    help="on larger pools, baselines run on the first N records (their throughput is what is compared)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--setup", action="store_true", help="create the baseline virtualenvs and exit")
     ap.add_argument("--out", default=str(RESULTS / "dedup.json"))
@@ -628,17 +639,28 @@ def _textdedup_main(argv: list[str]) -> None:
     (work / "result.json").write_text(json.dumps({"seconds": secs, "removed": removed}))
 
 
-def run(args) -> None:
-    import numpy as np
-    import polars as pl
+MIXER_VARIANTS = {"mixer": None, "mixer verify=signature": '{"verify": "signature"}',
+                  "mixer verify=none": '{"verify": "none"}'}
 
+
+def _pred(frame_ids: dict, removed: list[str], n: int):
+    import numpy as np
+
+    pred = np.zeros(n, dtype=bool)
+    pred[[frame_ids[i] for i in removed]] = True
+    return pred
+
+
+def run(args) -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     tools = [t for t in args.tools.split(",") if t]
+    qtools = [t for t in (args.quality_tools or args.tools).split(",") if t and t not in ("mixer", "none")]
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-                     "settings": {"num_perm": NUM_PERM, "ngram": NGRAM, "threshold": 0.8, "threads": args.threads,
-                                  "edit_rates": list(RATES)},
-                     "speed": {}, "quality": {}}
+    results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                                 "note": "shared machine: other jobs ran concurrently; compare tools within a run"},
+                     "settings": {"num_perm": NUM_PERM, "ngram": NGRAM, "threads": args.threads, "edit_rates": list(RATES),
+                                  "baseline_limit": args.baseline_limit},
+                     "quality": {}, "speed": {}}
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     def save():
@@ -650,63 +672,59 @@ def run(args) -> None:
         t0 = time.perf_counter()
         a, b, jac, stats = truth_pairs(frame, min(thresholds))
         stats["seconds"] = round(time.perf_counter() - t0, 2)
-        print(f"[truth] {size:,} records: {stats}")
-        q = {"pool": info, "truth": stats, "curve": {}, "tools_at_0.8": {}}
-        ids = frame["id"].to_numpy()
-        pos = {i: k for k, i in enumerate(ids)}
+        print(f"[truth] {size:,} records: {stats}", flush=True)
+        q = {"pool": info, "truth": stats, "curve": {}, "at_0.8": {}}
+        pos = {i: k for k, i in enumerate(frame["id"].to_list())}
         fpath = CACHE / "data" / f"pool-{size}-{args.seed}.parquet"
         tpath = texts_file(frame, size, args.seed)
         for t in thresholds:
-            truth = truth_clusters(frame.height, a, b, jac, t)
-            row = {"truth_removed": int(frame.height - truth.max() - 1)}
-            for label, opts in (("mixer", None), ("mixer+verify", '{"verify": "signature"}')):
+            labels = truth_clusters(frame.height, a, b, jac, t)
+            row = {"truth_removed": int(frame.height - labels.max() - 1)}
+            for label, opts in MIXER_VARIANTS.items():
                 r = run_tool("mixer", fpath, tpath, t, args.threads, args.timeout, options=opts)
-                pred = np.zeros(frame.height, dtype=bool)
-                pred[[pos[i] for i in r.get("removed", [])]] = True
-                row[label] = {**prf(pred, truth), "seconds": round(r.get("seconds", float("nan")), 2)}
+                row[label] = ({**prf(_pred(pos, r["removed"], frame.height), labels), "seconds": round(r["seconds"], 2)}
+                              if "error" not in r else {"error": r["error"][-500:]})
             q["curve"][str(t)] = row
-            print(f"[quality] t={t}: {row}")
-        truth = truth_clusters(frame.height, a, b, jac, 0.8)
-        for tool in tools:
-            if tool == "mixer":
-                continue
+            print(f"[quality] t={t}: {row}", flush=True)
+            save()
+        labels = truth_clusters(frame.height, a, b, jac, 0.8)
+        q["at_0.8"] = {k: v for k, v in q["curve"].get("0.8", {}).items() if k.startswith("mixer")}
+        for tool in qtools:
             r = run_tool(tool, fpath, tpath, 0.8, args.threads, args.timeout)
-            if "error" in r:
-                q["tools_at_0.8"][tool] = {"error": r["error"][-500:]}
-            else:
-                pred = np.zeros(frame.height, dtype=bool)
-                pred[[pos[i] for i in r["removed"]]] = True
-                q["tools_at_0.8"][tool] = prf(pred, truth)
-            print(f"[quality] {tool} at 0.8: {q['tools_at_0.8'][tool]}")
+            q["at_0.8"][tool] = (prf(_pred(pos, r["removed"], frame.height), labels) if "error" not in r
+                                 else {"error": r["error"][-500:]})
+            print(f"[quality] {tool} at 0.8: {q['at_0.8'][tool]}", flush=True)
+            results["quality"] = q
+            save()
         results["quality"] = q
         save()
     for size in sizes:
         frame, info = make_pool(size, args.seed)
         fpath = CACHE / "data" / f"pool-{size}-{args.seed}.parquet"
-        tpath = texts_file(frame, size, args.seed)
-        row = {"pool": info}
+        row: dict = {"pool": info}
+        results["speed"][str(size)] = row
         for tool in tools:
-            limit = args.loop_limit if tool in ("datasketch", "rensa") and size > args.loop_limit else None
-            r = run_tool(tool, fpath, tpath, 0.8, args.threads, args.timeout, limit=limit)
+            limit = args.baseline_limit if tool != "mixer" and size > args.baseline_limit else None
+            tpath = texts_file(frame, size, args.seed, limit)
+            r = run_tool(tool, fpath, tpath, 0.8, args.threads, args.timeout)
             if "error" in r:
                 row[tool] = {"error": r["error"][-800:]}
             else:
-                recs = r.get("records") or size
-                row[tool] = {"records": recs, "seconds": round(r["seconds"], 2), "wall": round(r["wall"], 2), "cpu_total": r["cpu"],
-                             "records_per_s": round(recs / r["seconds"]), "peak_rss_mb": r["peak_rss_mb"],
-                             "removed": len(r["removed"]), **({"measured_on_prefix": True} if limit else {})}
+                recs = limit or size
+                row[tool] = {"records": recs, "seconds": round(r["seconds"], 2), "wall": round(r["wall"], 2),
+                             "cpu_seconds": r["cpu"], "records_per_s": round(recs / r["seconds"]),
+                             "peak_rss_mb": r["peak_rss_mb"], "removed": len(r["removed"]),
+                             **({"measured_on_first": limit} if limit else {})}
                 if tool == "mixer" and r.get("info"):
                     row[tool]["phases"] = r["info"].get("seconds")
-            print(f"[speed] {size:,} {tool}: {row[tool]}")
-            results["speed"][str(size)] = row
+            print(f"[speed] {size:,} {tool}: {row[tool]}", flush=True)
             save()
         base = row.get("mixer", {}).get("records_per_s")
         if base:
-            row["ratios"] = {t: round(base / row[t]["records_per_s"], 2) for t in tools
-                             if t != "mixer" and "records_per_s" in row.get(t, {})}
-            print(f"[speed] {size:,} mixer throughput ratios: {row['ratios']}")
+            row["mixer_speedup"] = {t: round(base / row[t]["records_per_s"], 2) for t in tools
+                                    if t != "mixer" and "records_per_s" in row.get(t, {})}
+            print(f"[speed] {size:,} mixer throughput / tool throughput: {row['mixer_speedup']}", flush=True)
         save()
-    del pl
     print(f"wrote {args.out}")
 
 

@@ -12,7 +12,7 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 
 from mixer.dedup.jaccard import pair_jaccard, unique_sets
-from mixer.dedup.lsh import lsh_params
+from mixer.dedup.lsh import components, lsh_params, pair_lookup, unique_edges, verify_components
 from mixer.dedup.shingle import (
     Shingling,
     hash_shingles,
@@ -107,6 +107,26 @@ def test_exact_jaccard_of_pairs() -> None:
     for k in range(200):
         x, y = set(sets[a[k]]), set(sets[b[k]])
         assert got[k] == pytest.approx(len(x & y) / len(x | y) if x | y else 0.0)
+
+
+def test_forest_verification_gives_the_clusters_of_checking_every_edge() -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    edges = unique_edges(rng.integers(0, n, size=(1500, 2)))
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    truth = rng.random(len(edges)) < 0.6  # which candidate pairs are "really" similar
+    value = rng.random(len(edges))
+    lookup = dict(zip(map(tuple, edges.tolist()), zip(truth, value)))
+
+    def check(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        got = [lookup[(min(x, y), max(x, y))] for x, y in zip(a.tolist(), b.tolist())]
+        return np.array([g[0] for g in got], dtype=bool), np.array([g[1] for g in got])
+
+    accepted, vals, checks = verify_components(n, edges, rng.random(len(edges)), check)
+    assert np.array_equal(components(n, accepted), components(n, edges[truth]))
+    assert checks < len(edges)
+    found, got = pair_lookup(accepted, vals, accepted[:, 1], accepted[:, 0])
+    assert found.all() and np.array_equal(got, vals)
 
 
 # ------------------------------------------------------------------------- the step on real data

@@ -90,11 +90,12 @@ def _dedup_spec(folder: Path, data: Path) -> Path:
             # many templates of one task: near-duplicates
             "t0": {"load": {"path": str(t0 / "adversarial_qa_*.jsonl")},
                    "format": {"name": "alpaca", "instruction": "prompt", "input": None, "output": "completion"},
+                   "steps": [{"minhash": {"threshold": 0.9, "verify": "signature"}}],
                    "sample": {"fraction": 0.5}},
         },
         "mix": [
             {"exact_dedup": {}},
-            {"minhash": {"threshold": 0.7, "verify": "signature"}},
+            {"minhash": {"threshold": 0.7, "verify": "exact"}},
             {"decontaminate": {"evals": ["alpaca_eval", "gsm8k"], "eval_dir": str(evals), "rule": "tulu3"}},
         ],
     }
@@ -106,7 +107,7 @@ def test_dedup_and_decontamination_spec_same_as_local(cluster: str, shared_data:
     spec = load_spec(_dedup_spec(tmp_path, shared_data))
     local = build(spec, tmp_path / "local")
     res = build(spec, tmp_path / "ray", engine=RayEngine(address=cluster, block_rows=700))
-    _same_build(local.output, res.output, ("dedup/minhash.clusters.parquet", "contamination_matches.parquet"))
+    _same_build(local.output, res.output, ("dedup/minhash.clusters.parquet", "dedup/minhash-2.clusters.parquet", "contamination_matches.parquet"))
     reasons = set(res.removed["reason"].to_list())
     assert {"exact_duplicate", "near_duplicate", "contaminated", "keyword", "not_sampled"} <= reasons
     a, b = (json.loads((d / "contamination.json").read_text()) for d in (local.output, res.output))
@@ -193,3 +194,15 @@ def test_sources_and_builds_on_shared_storage_urls(cluster: str, repo: Path, tmp
     assert f"file://{out}" in r.output.replace("\n", "")
     sample = build(load_spec(repo / "mixtures" / "sample.yaml"), tmp_path / "sample-local")
     assert BuildDir(out).frame.equals(sample.mixture)
+
+
+def test_frames_open_as_ray_datasets(cluster: str, repo: Path, tmp_path: Path) -> None:
+    """A Ray build's frame can continue in Ray Data, same rows, same order."""
+    import pyarrow as pa
+
+    from mixer.engines.ray_frame import put_frame, to_dataset
+
+    mix = build(load_spec(repo / "mixtures" / "sample.yaml"), tmp_path / "local").mixture
+    ds = to_dataset(put_frame(mix, block_rows=7))
+    back = pl.from_arrow(pa.concat_tables(ray.get(ds.to_arrow_refs())))
+    assert back.equals(mix)

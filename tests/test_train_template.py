@@ -13,8 +13,8 @@ from train.template import TemplateError, apply_template, encode
 from train.testing import (
     alpaca_messages,
     lima_messages,
-    sharegpt_messages,
     sft_frame_from,
+    sharegpt_messages,
     tiny_llama,
 )
 
@@ -120,7 +120,13 @@ def sft_trainer(tmp_path_factory, shared_tokenizers, conversations):
     frame = sft_frame_from(conversations, "parity")
     ds = Dataset.from_polars(frame.select("messages"))
     args = SFTConfig(
-        output_dir=str(tmp / "out"), assistant_only_loss=True, max_length=None, use_cpu=True, report_to=[], bf16=False
+        output_dir=str(tmp / "out"),
+        assistant_only_loss=True,
+        max_length=None,
+        use_cpu=True,
+        report_to=[],
+        bf16=False,
+        activation_checkpointing=False,
     )
     return SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args, train_dataset=ds, processing_class=tok)
 

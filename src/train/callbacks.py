@@ -31,6 +31,12 @@ class MetricsCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last = (time.perf_counter(), 0.0)
+        if state.is_world_process_zero:  # a resumed run starts at its checkpoint's step
+            self._write({"event": "train_begin", "step": state.global_step, "max_steps": state.max_steps, "time": time.time()})
+
+    def _write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None:
@@ -46,9 +52,7 @@ class MetricsCallback(TrainerCallback):
             self._last = (now, n)
         self.last_logs = dict(logs)
         if state.is_world_process_zero:
-            record = {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs}
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            self._write({"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs})
 
 
 class RichProgressCallback(TrainerCallback):

@@ -187,13 +187,23 @@ def training_kwargs(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
         bf16=cfg.dtype == "bf16",
         fp16=cfg.dtype == "fp16",
         use_cpu=cpu,
-        gradient_checkpointing=cfg.gradient_checkpointing,
         deepspeed=cfg.deepspeed_config(),
         report_to=[report] if report != "none" else [],
         disable_tqdm=True,
         max_length=cfg.max_length,
         dataset_num_proc=cfg.dataset_num_proc,
     )
+    # transformers 5 renamed gradient_checkpointing (the old name warns on every run)
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in _training_fields() else "gradient_checkpointing"
+    kw[ckpt] = cfg.gradient_checkpointing
     if cpu and world_size() > 1:
         kw["ddp_backend"] = "gloo"
     return kw
+
+
+def _training_fields() -> set[str]:
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    return {f.name for f in dataclasses.fields(TrainingArguments)}

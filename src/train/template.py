@@ -90,7 +90,10 @@ def apply_template(tokenizer: PreTrainedTokenizerBase, name: str) -> list[str]:
         if not has_generation_markers(own):
             from trl.chat_template_utils import get_training_chat_template
 
-            patched = get_training_chat_template(tokenizer)
+            try:
+                patched = get_training_chat_template(tokenizer)
+            except ValueError:
+                patched = None
             if not patched:
                 raise TemplateError(
                     "template 'tokenizer': the tokenizer's chat template has no {% generation %} markers and TRL "

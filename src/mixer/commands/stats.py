@@ -9,15 +9,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from mixer.build_dir import BuildDir
 from mixer.commands.build import fail
 
 console = Console()
 
 
-def open_target(target: Path, quiet: bool = False):  # noqa: ANN201 - returns (BuildDir, temp dir or None)
+def open_target(target: Path, quiet: bool = False) -> tuple[BuildDir, tempfile.TemporaryDirectory | None]:
     """A finished build for ``target``: the folder itself, or for a spec its up-to-date
     output folder, else a fresh build into a temporary folder (nothing in the repo changes)."""
-    from mixer.build_dir import BuildDir
     from mixer.spec import SpecError, load_spec
 
     if target.is_dir():
@@ -47,6 +47,7 @@ def stats_cmd(
 ) -> None:
     """Instances, rounds, user/assistant turn lengths, tokens per record (mean, p25..p95,
     max), share over each length and the rounds distribution, per source and total."""
+    from mixer.io import InputError
     from mixer.stats import stats_for_build
     from mixer.stats.progress import rich_progress
 
@@ -60,7 +61,7 @@ def stats_cmd(
         build, tmp = open_target(target, quiet=as_json)
         with rich_progress() as progress:
             stats = stats_for_build(build, tokenizer, limits, progress)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, InputError) as e:
         fail(str(e))
     if output is not None:
         stats.save(output)

@@ -123,8 +123,14 @@ class EvalIndex:
             sh[sel] = acc
         order = np.lexsort((short, sh))
         self.short_hash, self.short_inst = sh[order], short[order]
-        self.short_set = H.HashSet(self.short_hash)
         self.n_short = int(len(short))
+        # only positions whose token starts a short instance of length L can match it
+        self.short_first = {L: np.zeros(self.vocab.size + 1, dtype=bool) for L in self.short_lengths}
+        for L in self.short_lengths:
+            self.short_first[L][self.ids[self.prompt_start[short[self.prompt_len[short] == L]]]] = True
+        self.short_first_any = np.zeros(self.vocab.size + 1, dtype=bool)
+        for mask in self.short_first.values():
+            self.short_first_any |= mask
 
     # ------------------------------------------------------------------ querying
 
@@ -144,6 +150,7 @@ class EvalIndex:
             return seg_rec[seg].astype(np.int64) + rec_offset
 
         need = set(self.short_lengths)
+        starts0 = np.flatnonzero(self.short_first_any[ids]) if need else None
         h = v
         for L in range(1, n + 1):
             if L > 1:
@@ -151,7 +158,7 @@ class EvalIndex:
             if len(h) == 0:
                 break
             if L in need:
-                out.append(self._short_hits(h, run, bad, L, ids, rec_of))
+                out.append(self._short_hits(h, run, starts0, L, ids, rec_of))
             if L == n and len(self.grams):
                 s, g = self._gram_hits(h, run, bad, ids)
                 if self.settings.exact:
@@ -161,14 +168,18 @@ class EvalIndex:
         out = [o for o in out if o.height]
         return pl.concat(out) if out else _empty_pairs()
 
-    def _short_hits(self, h, run, bad, L, ids, rec_of) -> pl.DataFrame:
-        cand = self.short_set.candidates(h, H.valid_windows(run, bad, L))
-        if len(cand) == 0:
-            return _empty_pairs()
-        lo = np.searchsorted(self.short_hash, h[cand], side="left")
-        hi = np.searchsorted(self.short_hash, h[cand], side="right")
+    def _short_hits(self, h, run, starts0, L, ids, rec_of) -> pl.DataFrame:
+        """Whole short instances of length L inside one segment (verified on the ids)."""
+        s = starts0[starts0 < len(h)]
+        s = s[self.short_first[L][ids[s]]]
+        s = s[run[s] == run[s + L - 1]]
+        hv = h[s]
+        lo = np.searchsorted(self.short_hash, hv, side="left")
+        hi = np.searchsorted(self.short_hash, hv, side="right")
         cnt = hi - lo
-        s = np.repeat(cand, cnt)
+        if not cnt.any():
+            return _empty_pairs()
+        s = np.repeat(s, cnt)
         k = np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
         inst = self.short_inst[k]
         keep = (self.prompt_len[inst] == L) & ragged_equal(ids, s, self.ids, self.prompt_start[inst], np.full(len(s), L))

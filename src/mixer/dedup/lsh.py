@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from mixer.dedup.jaccard import sorted_unique
 
@@ -96,3 +96,73 @@ def components(n: int, edges: np.ndarray) -> np.ndarray:
     graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     return labels.astype(np.int64)
+
+
+def verify_components(n: int, edges: np.ndarray, weight: np.ndarray, check) -> tuple[np.ndarray, np.ndarray, int]:
+    """Edges that pass ``check`` (a function of (a, b) index arrays returning a bool mask and
+    a value per pair), found with few checks: the clusters are the same as if every
+    candidate were checked.
+
+    Each round checks only a spanning forest of the candidate edges that still join two
+    different clusters (a minimum spanning tree on ``weight``, so low-weight edges are
+    checked first); passing edges merge clusters, failing ones are dropped; edges inside a
+    cluster are never checked. Returns (accepted edges, their values, number of checks)."""
+    accepted: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    labels = np.arange(n, dtype=np.int64)
+    pend, pweight = edges, np.asarray(weight, dtype=np.float64)
+    checks = 0
+    while len(pend):
+        la, lb = labels[pend[:, 0]], labels[pend[:, 1]]
+        cross = la != lb
+        pend, pweight, la, lb = pend[cross], pweight[cross], la[cross], lb[cross]
+        if not len(pend):
+            break
+        nodes, inv = _compact(la, lb)
+        ca, cb = inv[: len(la)], inv[len(la) :]
+        lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
+        # one edge per pair of clusters: the lowest weight (ties: first)
+        order = np.lexsort((np.arange(len(lo)), pweight, hi, lo))
+        lo_s, hi_s = lo[order], hi[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (lo_s[1:] != lo_s[:-1]) | (hi_s[1:] != hi_s[:-1])
+        best = order[first]
+        w = pweight[best] - pweight[best].min() + 1.0  # positive: scipy ignores zero entries
+        tree = minimum_spanning_tree(coo_matrix((w, (lo[best], hi[best])), shape=(len(nodes), len(nodes)))).tocoo()
+        key_best = lo[best].astype(np.uint64) << np.uint64(32) | hi[best].astype(np.uint64)
+        sort_best = np.argsort(key_best, kind="stable")
+        t_lo, t_hi = np.minimum(tree.row, tree.col), np.maximum(tree.row, tree.col)
+        key_tree = t_lo.astype(np.uint64) << np.uint64(32) | t_hi.astype(np.uint64)
+        chosen = best[sort_best[np.searchsorted(key_best[sort_best], key_tree)]]
+        ok, val = check(pend[chosen, 0], pend[chosen, 1])
+        checks += len(chosen)
+        accepted.append(pend[chosen][ok])
+        values.append(val[ok])
+        keep = np.ones(len(pend), dtype=bool)
+        keep[chosen] = False
+        pend, pweight = pend[keep], pweight[keep]
+        if ok.any():
+            labels = components(n, np.concatenate(accepted))
+    if not accepted:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0), checks
+    return np.concatenate(accepted), np.concatenate(values), checks
+
+
+def pair_lookup(edges: np.ndarray, values: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values of the undirected pairs (a[k], b[k]) among ``edges``: (found mask, values)."""
+    if len(edges) == 0:
+        return np.zeros(len(a), dtype=bool), np.zeros(len(a))
+    key = np.minimum(edges[:, 0], edges[:, 1]).astype(np.uint64) << np.uint64(32) | np.maximum(edges[:, 0], edges[:, 1]).astype(np.uint64)
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    q = np.minimum(a, b).astype(np.uint64) << np.uint64(32) | np.maximum(a, b).astype(np.uint64)
+    pos = np.minimum(np.searchsorted(sk, q), len(sk) - 1)
+    found = sk[pos] == q
+    return found, np.where(found, values[order[pos]], 0.0)
+
+
+def _compact(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of a and b, and each element's index among them (sort-based)."""
+    from mixer.dedup.jaccard import unique_inverse
+
+    return unique_inverse(np.concatenate([a, b]))

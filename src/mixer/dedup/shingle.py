@@ -120,24 +120,23 @@ def normalize_bytes(texts: pl.Series, cfg: Shingling) -> tuple[np.ndarray, np.nd
     if cfg.lowercase:
         data = _ASCII_LOWER[data]
     sep = _separators(data, cfg.strip_punctuation)
-    word = ~sep
-    # keep every word byte, and the first separator byte after a word byte in the same
-    # text when another word byte follows in that text (that byte becomes the one space)
-    first_sep = np.zeros(len(data), dtype=bool)
-    first_sep[1:] = sep[1:] & word[:-1]
-    first_sep[offsets[:-1][offsets[:-1] < len(data)]] = False
-    # a text's only trailing candidate is the byte after its last word byte
-    word_at = np.flatnonzero(word)
-    k = np.searchsorted(word_at, offsets[1:]) - 1
-    has_word = k >= 0
-    has_word[has_word] = word_at[k[has_word]] >= offsets[:-1][has_word]
-    after_last = word_at[k[has_word]] + 1
-    after_last = after_last[after_last < offsets[1:][has_word]]
-    first_sep[after_last] = False
-    keep = np.flatnonzero(word | first_sep)
-    out = data[keep]
-    out[sep[keep]] = 32
-    return out, np.searchsorted(keep, offsets)
+    # keep every word byte, and the first separator byte after a word byte of the same text
+    keep_mask = ~sep
+    keep_mask[1:] |= sep[1:] & keep_mask[:-1]
+    starts = offsets[:-1][offsets[:-1] < len(data)]
+    keep_mask[starts] = ~sep[starts]
+    keep = np.flatnonzero(keep_mask)
+    new_offsets = np.searchsorted(keep, offsets)
+    out = np.where(sep, np.uint8(32), data)[keep]
+    # ... except a separator that ends its text (at most one per text is left)
+    ends = new_offsets[1:]
+    trailing = (ends > new_offsets[:-1]) & (out[np.maximum(ends - 1, 0)] == 32) if len(out) else np.zeros(len(ends), bool)
+    if trailing.any():
+        good = np.ones(len(out), dtype=bool)
+        good[ends[trailing] - 1] = False
+        out = out[good]
+        new_offsets[1:] -= np.cumsum(trailing)
+    return out, new_offsets
 
 
 def normalize(texts: pl.Series, cfg: Shingling) -> pl.Series:

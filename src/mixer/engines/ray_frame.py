@@ -100,3 +100,16 @@ def _kind(frame: pl.DataFrame) -> str:
     if "chosen" in frame.columns:
         return "preference"
     return "raw"
+
+
+def to_dataset(frame: RayFrame) -> Any:
+    """The frame as a ``ray.data.Dataset`` (same blocks, same order), for users who want to
+    continue in Ray Data (write to a lake, tokenize, ...) without collecting to the driver."""
+    import ray.data
+
+    @ray.remote
+    def _slice(table: pa.Table, start: int, length: int) -> pa.Table:
+        return table.slice(start, length)
+
+    refs = [_slice.remote(b.ref, b.start, b.length) for b in frame.blocks if b.length]  # views -> own tables
+    return ray.data.from_arrow_refs(refs)

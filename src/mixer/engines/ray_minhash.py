@@ -30,8 +30,10 @@ import ray
 
 from mixer.dedup import clusters as cl
 from mixer.dedup import lsh
+from mixer.dedup.jaccard import pair_jaccard, unique_sets
 from mixer.dedup.lsh import candidate_probability
-from mixer.dedup.near import MinHashParams, compute_signatures, exact_jaccard, resolve
+from mixer.dedup.near import MinHashParams, compute_signatures, normalized_texts, resolve
+from mixer.dedup.shingle import hash_shingles
 from mixer.dedup.signatures import similarity
 from mixer.engines.ray_engine import RayEngine, _get
 from mixer.engines.ray_frame import RayFrame, from_arrow
@@ -84,6 +86,23 @@ def band_reduce(*parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray
     return lsh.unique_edges(np.concatenate(out))
 
 
+@dataclass
+class ShingleSets:
+    """Map side of exact verification: sorted unique shingle hashes of some block rows."""
+
+    params: MinHashParams
+
+    def __call__(self, table: pa.Table, start: int, length: int, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frame = from_arrow(table, start, length)[local]
+        texts, _ = normalized_texts(frame, self.params)
+        off, hashes = hash_shingles(texts, self.params.shingling)
+        return unique_sets(hashes, off)
+
+
+def sets_task(op: ShingleSets, table: pa.Table, start: int, length: int, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return op(table, start, length, local)
+
+
 def sign_task(op: SignBlock, table: pa.Table, start: int, length: int, local: np.ndarray, r0: int) -> list[Any]:
     return op(table, start, length, local, r0)
 
@@ -95,6 +114,7 @@ def take_rows(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
 _sign = ray.remote(sign_task)
 _reduce = ray.remote(band_reduce)
 _take = ray.remote(take_rows)
+_sets = ray.remote(sets_task)
 
 
 def run_minhash(engine: RayEngine, step: StepSpec, frame: RayFrame, ctx: StepContext) -> StepResult:
@@ -137,7 +157,8 @@ def run_minhash(engine: RayEngine, step: StepSpec, frame: RayFrame, ctx: StepCon
     if cfg.verify == "signature" and len(edges):
         edges = edges[signatures.similarity(edges[:, 0], edges[:, 1]) >= cfg.threshold]
     elif cfg.verify == "exact" and len(edges):
-        edges = edges[_exact(engine, frame, reps, params, edges[:, 0], edges[:, 1]) >= cfg.threshold]
+        sets = _SetRows(engine, frame, reps, params, edges.reshape(-1))  # every member is an endpoint
+        edges = edges[sets.jaccard(edges[:, 0], edges[:, 1]) >= cfg.threshold]
     timings["verify"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -150,10 +171,10 @@ def run_minhash(engine: RayEngine, step: StepSpec, frame: RayFrame, ctx: StepCon
     scores["similarity"][gone] = np.round(signatures.similarity(members[gone], found.kept_of[members][gone]), 4)
     if cfg.verify == "exact":
         scores["jaccard"] = np.ones(len(members))
-        scores["jaccard"][gone] = np.round(_exact(engine, frame, reps, params, members[gone], found.kept_of[members][gone]), 4)
+        scores["jaccard"][gone] = np.round(sets.jaccard(members[gone], found.kept_of[members][gone]), 4)
     outcome = cl.outcome_frame(
         proxy, reps[members], np.searchsorted(members, found.kept_of[members]), found.size[members], scores,
-    ) if len(members) else _empty_outcome(scores)
+    ) if len(members) else cl.empty_outcome(scores)
     detail = pl.format("near-duplicate of {} ({}), estimated Jaccard {}", "kept_id", "kept_source", pl.col("similarity").round(3))
     if cfg.verify == "exact":
         detail = pl.format("{}, exact Jaccard {}", detail, pl.col("jaccard").round(3))
@@ -207,11 +228,31 @@ class _SigRows:
         return similarity(both[: len(a)], both[len(a):])
 
 
-def _exact(engine: RayEngine, frame: RayFrame, reps: np.ndarray, params: MinHashParams, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact Jaccard of rep pairs, with only the endpoint records brought to the driver."""
-    rows = np.unique(np.concatenate([a, b]))
-    small = engine.take(frame, reps[rows])
-    return exact_jaccard(small, params, np.searchsorted(rows, a), np.searchsorted(rows, b))
+class _SetRows:
+    """Exact shingle sets of some representatives, computed in the block tasks that hold the
+    records (normalizing and hashing is the costly part) and kept on the driver for the
+    pair Jaccards (``mixer.dedup.jaccard.pair_jaccard``, as the local step's set store)."""
+
+    def __init__(self, engine: RayEngine, frame: RayFrame, reps: np.ndarray, params: MinHashParams, rows: np.ndarray):
+        self.rows = np.unique(np.asarray(rows, dtype=np.int64))
+        positions = reps[self.rows]
+        offsets = frame.offsets()
+        which = np.searchsorted(offsets, positions, side="right") - 1
+        op = ray.put(ShingleSets(params))
+        refs = []
+        for i in np.unique(which):
+            b = frame.blocks[i]
+            refs.append(_sets.options(num_cpus=engine.cpus_per_task).remote(op, b.ref, b.start, b.length, positions[which == i] - offsets[i]))
+        parts = _get(refs)
+        sizes = [np.diff(off) for off, _ in parts]
+        self.sizes = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
+        self.values = np.concatenate([v for _, v in parts]) if parts else np.zeros(0, np.uint32)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64) if len(self.sizes) else np.zeros(0, np.int64)
+
+    def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if len(a) == 0:
+            return np.zeros(0)
+        return pair_jaccard(self.starts, self.sizes, self.values, np.searchsorted(self.rows, a), np.searchsorted(self.rows, b))
 
 
 def _cluster_table(engine: RayEngine, frame: RayFrame, outcome: pl.DataFrame, text: str, method: str) -> pl.DataFrame:
@@ -221,12 +262,6 @@ def _cluster_table(engine: RayEngine, frame: RayFrame, outcome: pl.DataFrame, te
     rows = np.unique(pos)
     small = engine.take(frame, rows)
     return cl.cluster_table(small, outcome.with_columns(pl.Series("_rep", np.searchsorted(rows, pos))), text, method)
-
-
-def _empty_outcome(scores: dict[str, np.ndarray]) -> pl.DataFrame:
-    schema = {"id": pl.Utf8, "source": pl.Utf8, "kept_id": pl.Utf8, "kept_source": pl.Utf8,
-              "cluster_size": pl.Int64, "_rep": pl.Int64, **{k: pl.Float64 for k in scores}}
-    return pl.DataFrame(schema=schema)
 
 
 __all__ = ["run_minhash", "band_reduce", "SignBlock"]

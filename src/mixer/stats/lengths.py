@@ -33,7 +33,7 @@ def _explode(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     )
 
 
-def _role_sums(msgs: pl.DataFrame) -> list[pl.Expr]:
+def _role_sums() -> list[pl.Expr]:
     out = []
     for role in ROLE_COLS:
         is_role = pl.col("role") == role
@@ -61,7 +61,7 @@ def _fill(out: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
 def _sft_lengths(frame: pl.DataFrame, counter: TokenCounter, progress: Progress | None) -> pl.DataFrame:
     msgs = _explode(frame, "messages")
     msgs = msgs.with_columns(pl.Series("tok", counter.count(msgs["content"], progress), dtype=pl.Int64))
-    per = msgs.group_by("rec").agg(pl.len().alias("messages_n"), *_role_sums(msgs), pl.col("tok").sum().alias("tokens"))
+    per = msgs.group_by("rec").agg(pl.len().alias("messages_n"), *_role_sums(), pl.col("tok").sum().alias("tokens"))
     out = _base(frame).join(per, on="rec", how="left").sort("rec")
     out = out.with_columns(pl.col("assistant_turns").alias("rounds"))
     return _fill(out, SFT_COLUMNS)
@@ -75,7 +75,7 @@ def _pref_lengths(frame: pl.DataFrame, counter: TokenCounter, progress: Progress
     chosen = chosen.with_columns(pl.Series("tok", tok[: chosen.height], dtype=pl.Int64))
     rejected = rejected.select("rec", pl.Series("rejected_tokens", tok[chosen.height :], dtype=pl.Int64))
     per = chosen.group_by("rec").agg(
-        pl.len().alias("messages_n"), *_role_sums(chosen),
+        pl.len().alias("messages_n"), *_role_sums(),
         pl.col("tok").filter(~pl.col("last")).sum().alias("prompt_tokens"),
         pl.col("tok").filter(pl.col("last")).sum().alias("chosen_tokens"),
     )

@@ -1,13 +1,22 @@
 """``minhash``: remove near-duplicates across the whole mix with MinHash LSH.
 
-Clusters are connected components of the LSH candidate graph, whose edges are verified by
-exact Jaccard of the shingle sets (default), by the signature estimate, or not at all. With
-verification, bands and rows are chosen to favour recall (missed pairs weigh 0.9 in
-datasketch's optimisation) since false candidates are cut afterwards. One record per cluster is kept
-by the keep policy, and every other one gets a ledger row naming the kept record and the
-estimated Jaccard similarity to it. The full cluster table goes to
-``BUILD/dedup/minhash.clusters.parquet`` and the parameters to ``BUILD/dedup/minhash.json``
-(``mixer dedup --against`` and ``mixer dedup-report`` read them).
+Records are normalized and shingled (``mixer.dedup.shingle``), signed with datasketch-
+compatible MinHash signatures and banded. Clusters are connected components of the LSH
+candidate graph, whose edges are verified by exact Jaccard of the shingle sets (default),
+by the signature estimate, or not at all. With verification, bands and rows are chosen to
+favour recall (missed pairs weigh 0.9 in datasketch's optimisation), since false candidates
+are cut afterwards; exact checks run on spanning forests of the candidate graph, which
+gives the clusters of checking every candidate at a fraction of the cost.
+
+One record per cluster is kept by the keep policy (first in spec order, a source priority
+list, or the longest); every other one gets a ledger row naming the kept record, the
+estimated (and, verified, the exact) Jaccard similarity to it and the cluster size. Upsampled
+copies of one record (``id~k``) never count as duplicates of each other. The cluster table
+goes to ``BUILD/dedup/minhash.clusters.parquet`` and the parameters to
+``BUILD/dedup/minhash.json`` (``mixer dedup --against`` and ``mixer dedup-report`` read them).
+
+    mix:
+      - minhash: {threshold: 0.8, shingle: word, ngram: 5, text: all, keep: first}
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import polars as pl
 from pydantic import Field, model_validator
 
 from mixer.dedup import clusters as cl
-from mixer.dedup.lsh import candidate_probability, lsh_params
+from mixer.dedup.lsh import candidate_probability, lsh_params, pair_lookup, verify_components
 from mixer.dedup.near import (
     MinHashParams,
     candidate_edges,
@@ -96,13 +105,16 @@ class MinHashDedup(Step):
             candidates = len(edges)
             timings["lsh"] = time.perf_counter() - t
             t = time.perf_counter()
-            if cfg.verify == "signature" and len(edges):
-                edges = edges[signature_similarity(sigs.sig, edges[:, 0], edges[:, 1]) >= cfg.threshold]
-            elif cfg.verify == "exact" and len(edges):
-                edges = edges[sigs.sets.jaccard(edges[:, 0], edges[:, 1]) >= cfg.threshold]
+            rank = cl.keep_rank(sub["source"], sigs.lengths, cfg.keep, ctx.source_order, cfg.priority)
+            checks, exact = 0, np.zeros(0)
+            if cfg.verify != "none" and len(edges):
+                est = signature_similarity(sigs.sig, edges[:, 0], edges[:, 1])
+                if cfg.verify == "signature":
+                    edges = edges[est >= cfg.threshold]
+                else:
+                    edges, exact, checks = _exact_verify(sub.height, edges, est, rank, sigs.sets, cfg.threshold, cfg.num_perm)
             timings["verify"] = time.perf_counter() - t
             t = time.perf_counter()
-            rank = cl.keep_rank(sub["source"], sigs.lengths, cfg.keep, ctx.source_order, cfg.priority)
             found = resolve(sub.height, edges, rank, candidates)
             members = np.flatnonzero(found.size > 1)
             scores = {"similarity": np.ones(len(members))}
@@ -110,9 +122,12 @@ class MinHashDedup(Step):
             scores["similarity"][gone] = np.round(
                 signature_similarity(sigs.sig, members[gone], found.kept_of[members][gone]), 4)
             if cfg.verify == "exact":
+                # mostly checked already: the forests prefer edges to the record that is kept
+                a, b = members[gone], found.kept_of[members][gone]
+                known, jac = pair_lookup(edges, exact, a, b)
+                jac[~known] = sigs.sets.jaccard(a[~known], b[~known])
                 scores["jaccard"] = np.ones(len(members))
-                scores["jaccard"][gone] = np.round(
-                    sigs.sets.jaccard(members[gone], found.kept_of[members][gone]), 4)
+                scores["jaccard"][gone] = np.round(jac, 4)
         finally:
             sigs.close()
         outcome = cl.outcome_frame(
@@ -135,6 +150,7 @@ class MinHashDedup(Step):
             "records": frame.height,
             "compared": int(len(reps)),
             "candidate_edges": int(candidates),
+            **({"exact_checks": int(checks)} if cfg.verify == "exact" else {}),
             "verified_edges": int(len(edges)),
             **cl.summary(outcome),
             "removed_rows": removed.height,
@@ -142,6 +158,26 @@ class MinHashDedup(Step):
             **({"files": files} if files else {}),
         }
         return StepResult(kept, removed, info)
+
+
+def _exact_verify(n: int, edges: np.ndarray, est: np.ndarray, rank: np.ndarray, sets, threshold: float,
+                  num_perm: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Candidate edges whose shingle sets really have Jaccard >= threshold: (edges, their
+    Jaccard, checks made). Checked on the spanning forests of ``lsh.verify_components``
+    (the same clusters as checking them all), preferring edges that touch the record a
+    cluster will keep, so the kept-vs-removed similarity is mostly known afterwards.
+    Candidates whose signature estimate lies more than 4.5 standard errors below the
+    threshold are dropped unchecked (a true pair does that with probability ~3e-6)."""
+    margin = 4.5 * np.sqrt(threshold * (1 - threshold) / num_perm)
+    likely = est >= threshold - margin
+    edges, est = edges[likely], est[likely]
+    weight = np.minimum(rank[edges[:, 0]], rank[edges[:, 1]]) + (1.0 - est) * 0.5
+
+    def check(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        jac = sets.jaccard(a, b)
+        return jac >= threshold, jac
+
+    return verify_components(n, edges, weight, check)
 
 
 def _local(kept_rows: np.ndarray, members: np.ndarray) -> np.ndarray:

@@ -1,0 +1,99 @@
+"""Training presets, overrides and the errors a user sees for a bad config."""
+
+from __future__ import annotations
+
+import pytest
+
+from train.common import training_kwargs, warn_packing
+from train.config import ConfigError, load_config, parse_overrides, presets
+
+
+def test_presets_carry_the_paper_hyperparameters():
+    assert {"tulu2-sft", "tulu2-dpo", "tulu2-qlora"} <= set(presets())
+    sft = load_config("tulu2-sft")
+    assert (sft.kind, sft.learning_rate, sft.lr_scheduler, sft.warmup_ratio, sft.epochs) == ("sft", 2e-5, "linear", 0.03, 2)
+    assert (sft.effective_batch_size, sft.max_length, sft.deepspeed, sft.weight_decay) == (128, 8192, "zero3", 0.0)
+    assert sft.template == "tulu" and not sft.packing
+    dpo = load_config("tulu2-dpo")
+    assert (dpo.kind, dpo.beta, dpo.learning_rate, dpo.warmup_ratio, dpo.epochs) == ("dpo", 0.1, 5e-7, 0.1, 3)
+    assert (dpo.effective_batch_size, dpo.max_length) == (32, 2048)
+    q = load_config("tulu2-qlora")
+    assert (q.lora.r, q.lora.alpha, q.lora.dropout, q.learning_rate, q.quantization) == (64, 16, 0.1, 1e-4, "4bit")
+    assert q.max_length == 8192  # inherited from tulu2-sft through `extends`
+
+
+def test_default_preset_follows_the_command():
+    assert load_config(None, kind="sft").kind == "sft"
+    assert load_config(None, kind="dpo").beta == 0.1
+    with pytest.raises(ConfigError, match="is a dpo config"):
+        load_config("tulu2-dpo", kind="sft")
+
+
+def test_overrides_parse_and_coerce():
+    o = parse_overrides(["learning_rate=1e-4", "lora.r=16", "deepspeed=null", "packing=true"])
+    assert o == {"learning_rate": "1e-4", "lora": {"r": 16}, "deepspeed": None, "packing": True}
+    cfg = load_config("tulu2-qlora", o)
+    assert cfg.learning_rate == 1e-4 and cfg.lora.r == 16 and cfg.lora.alpha == 16 and cfg.deepspeed is None
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        (["lerning_rate=1e-4"], "unknown config key 'lerning_rate'"),
+        (["lora.rank=8"], "unknown config key 'lora.rank'"),
+        (["epochs=many"], "config key 'epochs'"),
+        (["template=vicuna"], "unknown template 'vicuna'"),
+        (["deepspeed=zero9"], "deepspeed must be one of"),
+        (["quantization=4bit"], "needs a 'lora' section"),
+    ],
+)
+def test_bad_keys_are_named(pairs, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("tulu2-sft", parse_overrides(pairs))
+
+
+def test_user_yaml_extends_a_preset(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("extends: tulu2-dpo\nbeta: 0.05\n")
+    cfg = load_config(str(f), kind="dpo")
+    assert cfg.beta == 0.05 and cfg.learning_rate == 5e-7
+    f.write_text("extends: tulu2-dpo\nbta: 0.05\n")
+    with pytest.raises(ConfigError, match="'bta'"):
+        load_config(str(f))
+
+
+def test_effective_batch_is_kept_across_process_counts(monkeypatch):
+    cfg = load_config("tulu2-sft")  # 128, 1 per device
+    assert [cfg.grad_accum(n) for n in (1, 2, 8)] == [128, 64, 16]
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    kw = training_kwargs(cfg, "/tmp/x")
+    assert kw["gradient_accumulation_steps"] * kw["per_device_train_batch_size"] * 8 == 128
+    assert kw["warmup_steps"] == 0.03 and kw["deepspeed"]["zero_optimization"]["stage"] == 3
+    odd = load_config("tulu2-dpo", {"per_device_batch_size": 3})
+    with pytest.raises(ConfigError, match="not divisible"):
+        odd.grad_accum(2)
+
+
+def test_qlora_without_gpu_is_a_clear_error():
+    import torch
+
+    from train.common import check_quantization
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        check_quantization(load_config("tulu2-qlora"))
+
+
+def test_packing_warning_names_the_leak():
+    from types import SimpleNamespace
+
+    cfg = load_config("tulu2-sft", {"packing": True})
+    sdpa = SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa"))
+    assert warn_packing(cfg, sdpa) is None
+    other = SimpleNamespace(config=SimpleNamespace(_attn_implementation="paged|sdpa"))
+    with pytest.warns(UserWarning, match="may not isolate packed sequences"):
+        assert warn_packing(cfg, other)
+    wrapped = load_config("tulu2-sft", {"packing": True, "packing_strategy": "wrapped"})
+    with pytest.warns(UserWarning, match="wrapped"):
+        warn_packing(wrapped, sdpa)

@@ -1,0 +1,168 @@
+"""SFT end to end on the real sample build with a tiny random Llama and the Llama 2
+tokenizer: the loss falls, the run folder records everything, a killed run resumes at the
+right step with the same losses, packing keeps sequences apart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from mixer.cli import app
+from train.testing import tiny_llama
+
+pytestmark = pytest.mark.shared_data
+runner = CliRunner()
+
+STEPS = 24
+SETS = [
+    "dtype=fp32",
+    "effective_batch_size=8",
+    "per_device_batch_size=4",
+    "learning_rate=1e-3",
+    "warmup_ratio=0",
+    "max_length=256",
+    "gradient_checkpointing=false",
+    "save_steps=8",
+]
+
+
+def sft_args(build, model, out, *extra: str) -> list[str]:
+    args = ["train", "sft", "--build", str(build), "--model", str(model), "-o", str(out), "--deepspeed", "none"]
+    args += ["--max-steps", str(STEPS)]
+    for s in SETS:
+        args += ["--set", s]
+    return args + list(extra)
+
+
+def metrics(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses(run_dir) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in metrics(run_dir) if "loss" in r}
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two cores shared with other jobs: one intra-op thread is faster and steadier."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("sft")
+
+
+@pytest.fixture(scope="module")
+def sample_build(repo, work):
+    out = work / "build"
+    r = runner.invoke(app, ["build", str(repo / "mixtures" / "sample.yaml"), "-o", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(work, shared_tokenizers):
+    return tiny_llama(work / "tiny-llama", str(shared_tokenizers / "llama2" / "tokenizer.model"))
+
+
+@pytest.fixture(scope="module")
+def full_run(sample_build, model, work):
+    out = work / "full"
+    r = runner.invoke(app, sft_args(sample_build, model, out))
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_loss_decreases_and_run_folder_is_complete(full_run, sample_build):
+    loss = losses(full_run)
+    assert sorted(loss) == list(range(1, STEPS + 1))
+    first, last = [loss[s] for s in range(1, 5)], [loss[s] for s in range(STEPS - 3, STEPS + 1)]
+    assert sum(last) / 4 < sum(first) / 4 - 0.5, loss
+    recs = [r for r in metrics(full_run) if "loss" in r]
+    assert all(r["tokens_per_second"] > 0 and r["num_tokens"] > 0 for r in recs)
+    info = json.loads((full_run / "run.json").read_text())
+    assert info["status"] == "complete" and info["global_step"] == STEPS
+    manifest = json.loads((sample_build / "manifest.json").read_text())
+    assert json.loads((full_run / "build_manifest.json").read_text()) == manifest
+    assert info["spec_hash"] == manifest["spec_hash"] == (full_run / "spec_hash").read_text().strip()
+    assert (full_run / "final" / "model.safetensors").is_file()
+    assert "<|assistant|>" in (full_run / "final" / "chat_template.jinja").read_text()
+    assert sorted(p.name for p in full_run.glob("checkpoint-*")) == ["checkpoint-16", "checkpoint-24"]
+    assert all((p / "mixer_checkpoint.json").is_file() for p in full_run.glob("checkpoint-*"))
+    if info["config"]["report_to"] == "auto":
+        assert list(full_run.glob("runs/*/events.out.tfevents.*")), "tensorboard is installed: events expected"
+
+
+def test_killed_run_resumes_at_the_right_step(full_run, sample_build, model, work):
+    """SIGKILL the whole process group once checkpoint-8 is complete, then --resume: the
+    run continues after the checkpoint step and reproduces the uninterrupted losses."""
+    out = work / "killed"
+    env = {**os.environ, "MIXER_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mixer.cli", *sft_args(sample_build, model, out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    marker = out / "checkpoint-8" / "mixer_checkpoint.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the run never wrote checkpoint-8"
+    assert max(losses(out)) < STEPS, "the run finished before it could be killed"
+
+    r = runner.invoke(app, ["train", "sft", "-o", str(out), "--resume"])  # build/model from run.json
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "run.json").read_text())
+    resumed = int(info["resumed_from"].rsplit("-", 1)[1])
+    assert resumed >= 8 and resumed % 8 == 0 and info["global_step"] == STEPS
+    records = metrics(out)
+    begins = [i for i, r in enumerate(records) if r.get("event") == "train_begin"]
+    assert len(begins) == 2 and records[begins[1]]["step"] == resumed
+    tail = [r for r in records[begins[1] :] if "loss" in r]
+    assert [r["step"] for r in tail] == list(range(resumed + 1, STEPS + 1))
+    reference = losses(full_run)
+    for r in tail:
+        assert r["loss"] == pytest.approx(reference[r["step"]], rel=1e-4), (r["step"], r["loss"], reference[r["step"]])
+
+
+def test_packing_runs_and_isolates_sequences(sample_build, model, work):
+    """bfd packing trains; and with sdpa/eager the packed forward equals separate forwards
+    (transformers builds a block-diagonal mask from the reset position ids)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    out = work / "packed"
+    r = runner.invoke(app, sft_args(sample_build, model, out, "--packing", "--max-steps", "3"))
+    assert r.exit_code == 0, r.output
+    assert sorted(losses(out)) == [1, 2, 3]
+
+    a, b = list(range(100, 117)), list(range(300, 311))
+    collate = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
+    batch = collate([{"input_ids": a + b, "seq_lengths": [len(a), len(b)]}])
+    for impl in ("sdpa", "eager"):
+        m = AutoModelForCausalLM.from_pretrained(model, attn_implementation=impl).eval()
+        with torch.no_grad():
+            packed = m(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+            alone_a = m(input_ids=torch.tensor([a]), use_cache=False).logits[0]
+            alone_b = m(input_ids=torch.tensor([b]), use_cache=False).logits[0]
+        assert torch.allclose(packed[: len(a)], alone_a, atol=1e-5)
+        assert torch.allclose(packed[len(a) :], alone_b, atol=1e-5), impl
