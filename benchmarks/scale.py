@@ -273,6 +273,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=1_000_000, help="the large build; a tenth of it is the second point")
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--store-mb", type=int, default=3000, help="Ray object store for the single-node run")
+    ap.add_argument("--reuse", action="store_true", help="reuse runs saved under .cache/scale/runs (after a crash)")
     ap.add_argument("--child", choices=["local", "ray"])
     ap.add_argument("--spec", type=Path)
     ap.add_argument("--out", type=Path)
@@ -289,7 +290,13 @@ def main() -> None:
         print(f"data: {n:,} records ({time.perf_counter() - t:.0f} s); load average {os.getloadavg()[0]:.1f}", flush=True)
         runs[n] = {}
         for engine in ("local", "ray"):
-            runs[n][engine] = child(engine, spec, CACHE / "out" / engine, args.cpus, args.store_mb)
+            saved = CACHE / "runs" / f"{n}-{engine}.json"
+            if args.reuse and saved.exists():
+                runs[n][engine] = json.loads(saved.read_text())
+            else:
+                runs[n][engine] = child(engine, spec, CACHE / "out" / engine, args.cpus, args.store_mb)
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                saved.write_text(json.dumps(runs[n][engine]))
             r = runs[n][engine]
             print(f"  {engine}: {r['wall_s']} s, driver peak {r['driver_peak_rss_mb']} MB, process tree peak {r['process_tree_peak_rss_mb']} MB", flush=True)
         runs[n]["identical_mixture"] = runs[n]["local"]["mixture_sha256"] == runs[n]["ray"]["mixture_sha256"]

@@ -116,10 +116,10 @@ def test_forest_verification_gives_the_clusters_of_checking_every_edge() -> None
     edges = edges[edges[:, 0] != edges[:, 1]]
     truth = rng.random(len(edges)) < 0.6  # which candidate pairs are "really" similar
     value = rng.random(len(edges))
-    lookup = dict(zip(map(tuple, edges.tolist()), zip(truth, value)))
+    lookup = dict(zip(map(tuple, edges.tolist()), zip(truth, value, strict=True), strict=True))
 
     def check(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        got = [lookup[(min(x, y), max(x, y))] for x, y in zip(a.tolist(), b.tolist())]
+        got = [lookup[(min(x, y), max(x, y))] for x, y in zip(a.tolist(), b.tolist(), strict=True)]
         return np.array([g[0] for g in got], dtype=bool), np.array([g[1] for g in got])
 
     accepted, vals, checks = verify_components(n, edges, rng.random(len(edges)), check)
@@ -194,7 +194,7 @@ def test_planted_edits_found_with_exact_jaccard(shared_data: Path) -> None:
     assert gone.height >= 145  # one deletion in >=60 words keeps Jaccard well above 0.7
     # the ledger's exact Jaccard equals the reference computed from the shingle strings
     cfg = Shingling()
-    texts = dict(zip(frame["id"].to_list(), text_of(frame, "all").to_list()))
+    texts = dict(zip(frame["id"].to_list(), text_of(frame, "all").to_list(), strict=True))
     for row in gone.head(20).iter_rows(named=True):
         kept_id = row["detail"].split(" ")[2]
         assert kept_id == row["id"].replace("copy", "orig")
@@ -209,7 +209,7 @@ def test_keep_policies(code_frame: pl.DataFrame) -> None:
     res, _ = _run(frame, keep="priority", priority=["gpteacher"])
     assert set(res.removed["source"]) == {"new_codealpaca"}
     longest, _ = _run(frame, keep="longest")
-    lengths = dict(zip(frame["id"].to_list(), text_of(frame, "all").str.len_chars().to_list()))
+    lengths = dict(zip(frame["id"].to_list(), text_of(frame, "all").str.len_chars().to_list(), strict=True))
     for row in longest.removed.head(50).iter_rows(named=True):
         kept_id = row["detail"].split(" ")[2]
         assert lengths[kept_id] >= lengths[row["id"]]

@@ -206,3 +206,29 @@ def test_frames_open_as_ray_datasets(cluster: str, repo: Path, tmp_path: Path) -
     ds = to_dataset(put_frame(mix, block_rows=7))
     back = pl.from_arrow(pa.concat_tables(ray.get(ds.to_arrow_refs())))
     assert back.equals(mix)
+
+
+@pytest.mark.shared_data
+def test_whole_source_formats_token_steps_and_grouped_samples(cluster: str, shared_data: Path, shared_tokenizers: Path, tmp_path: Path) -> None:
+    """Random templates draw over the whole source (one task, then re-cut); ``max_tokens``
+    merges its per-block info; ``sample by`` draws on ids + meta on the driver."""
+    gpt2 = shared_tokenizers / "gpt2" / "tokenizer.json"
+    spec = {
+        "name": "mixed_paths", "seed": 5, "tokenizer": str(gpt2),
+        "sources": {
+            "templated": {"load": {"path": str(shared_data / "train/alpaca_1k/alpaca_data_1k.json")},
+                          "format": {"name": "alpaca", "template": "random"},
+                          "steps": [{"max_tokens": {"max_tokens": 120, "action": "truncate"}}],
+                          "sample": {"by": "template", "n": {"w0": 20, "w1": 15, "n0": 30, "n2": 25}}},
+            "code": {"load": {"path": str(shared_data / "train/codealpaca/data/code_alpaca_2k.json")}, "format": "alpaca",
+                     "steps": [{"max_tokens": {"max_tokens": 150}}], "sample": {"fraction": 0.3}},
+        },
+    }
+    s = load_spec(write_spec(tmp_path, spec))
+    local = build(s, tmp_path / "local")
+    res = build(s, tmp_path / "ray", engine=RayEngine(address=cluster, block_rows=97))
+    _same_build(local.output, res.output)
+    steps = {(e["scope"], e["step"]): e for e in res.manifest["steps"]}
+    assert steps[("code", "max_tokens")]["info"]["dropped"] > 0
+    assert steps[("templated", "max_tokens")]["info"]["truncated"] > 0
+    assert res.manifest["sources"]["templated"]["kept"] == 90

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -45,10 +44,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def pref_build(shared_data, work):
-    """32 short HH-RLHF pairs (both sides under 350 characters: they fit max_length)."""
-    frame = hh_rlhf_frame(shared_data / "train" / "hh_rlhf" / "harmless-base" / "test.jsonl.gz")
-    chars = [sum(len(m["content"]) for m in c + r) for c, r in zip(frame["chosen"], frame["rejected"], strict=True)]
-    frame = frame.filter(pl.Series([n < 600 for n in chars])).head(32)
+    """32 short HH-RLHF pairs (both sides under 600 characters: they fit max_length)."""
+    frame = hh_rlhf_frame(shared_data / "train" / "hh_rlhf" / "harmless-base" / "test.jsonl.gz", limit=32, max_chars=600)
     assert frame.height == 32
     return write_build(frame, work / "hh-build", name="hh_rlhf")
 

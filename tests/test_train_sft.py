@@ -166,3 +166,14 @@ def test_packing_runs_and_isolates_sequences(sample_build, model, work):
             alone_b = m(input_ids=torch.tensor([b]), use_cache=False).logits[0]
         assert torch.allclose(packed[: len(a)], alone_a, atol=1e-5)
         assert torch.allclose(packed[len(a) :], alone_b, atol=1e-5), impl
+
+
+def test_lora_trains_an_adapter_only(sample_build, model, work):
+    out = work / "lora"
+    r = runner.invoke(app, sft_args(sample_build, model, out, "--set", "lora.r=8", "--max-steps", "3"))
+    assert r.exit_code == 0, r.output
+    final = out / "final"
+    assert (final / "adapter_config.json").is_file() and (final / "adapter_model.safetensors").is_file()
+    assert not (final / "model.safetensors").exists()
+    assert json.loads((final / "adapter_config.json").read_text())["r"] == 8
+    assert sorted(losses(out)) == [1, 2, 3]

@@ -93,7 +93,9 @@ def test_two_process_zero_matches_single_process(single, sample_build, model, wo
 def test_dpo_zero3_two_processes(shared_data, model, work):
     """DPO + ZeRO-3 + automatic reference model across 2 CPU ranks (needs the process group
     before the trainer); equal to one process."""
-    frame = hh_rlhf_frame(shared_data / "train" / "hh_rlhf" / "harmless-base" / "test.jsonl.gz", limit=16)
+    # 16 pairs that all fit max_length: every batch full (the distributed sampler pads a
+    # partial last batch differently from one process)
+    frame = hh_rlhf_frame(shared_data / "train" / "hh_rlhf" / "harmless-base" / "test.jsonl.gz", limit=16, max_chars=600)
     build = write_build(frame, work / "hh", name="hh")
     sets = [s for s in SETS if not s.startswith(("effective", "max_length"))] + ["effective_batch_size=4", "max_length=128"]
     one = train("dpo", build, model, work / "dpo1", "--deepspeed", "none", sets=sets)
@@ -101,3 +103,17 @@ def test_dpo_zero3_two_processes(shared_data, model, work):
     for step in one:
         assert two[step]["loss"] == pytest.approx(one[step]["loss"], rel=1e-3, abs=1e-5)
         assert two[step]["rewards/margins"] == pytest.approx(one[step]["rewards/margins"], rel=1e-2, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_accelerate_launcher_and_zero3_offload(single, sample_build, model, work):
+    """The same run through `accelerate launch` (ZeRO-2, 2 processes) and through ZeRO-3
+    with CPU offload in one process without a launcher."""
+    via_accelerate = train(
+        "sft", sample_build, model, work / "accel", "--deepspeed", "zero2", "--nproc", "2", "--launcher", "accelerate"
+    )
+    offload = train("sft", sample_build, model, work / "offload", "--deepspeed", "zero3_offload")
+    for step in single:
+        assert via_accelerate[step]["loss"] == pytest.approx(single[step]["loss"], rel=REL_TOL)
+        assert offload[step]["loss"] == pytest.approx(single[step]["loss"], rel=REL_TOL)
+    assert (work / "accel" / f"checkpoint-{STEPS}" / "rng_state_1.pth").is_file()  # two ranks really ran

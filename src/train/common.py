@@ -89,7 +89,7 @@ def check_quantization(cfg: TrainConfig) -> None:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise ConfigError("config key 'quantization': 4-bit QLoRA needs bitsandbytes (`pip install bitsandbytes`)") from None
+        raise ConfigError("config key 'quantization': 4-bit QLoRA needs bitsandbytes (`pip install 'mixer[qlora]'`)") from None
     if cfg.deepspeed is not None:
         raise ConfigError("config key 'deepspeed': set it to null for 4-bit QLoRA (the reference QLoRA runs without ZeRO)")
 

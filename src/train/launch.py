@@ -28,14 +28,15 @@ def _recorded(output: Path | None) -> dict[str, Any]:
 
 def launcher_command(launcher: str, nproc: int, run_dir: Path, resume_from: Path | None) -> list[str]:
     """The command that starts ``nproc`` workers."""
-    import torch
-
     worker = ["-m", "train.worker", str(run_dir)] + (["--resume-from", str(resume_from)] if resume_from else [])
     port = str(free_port())
     if launcher == "accelerate":
-        cpu = [] if torch.cuda.is_available() else ["--cpu"]
-        return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(nproc), "--num_machines", "1",
-                "--main_process_port", port, *cpu, *worker]
+        # --multi_gpu only picks accelerate's torch.distributed launcher; on CPU the workers run
+        # with use_cpu over gloo (--cpu would drop DeepSpeed for plain DDP). Precision comes
+        # from the training arguments.
+        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(nproc),
+                "--num_machines", "1", "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no",
+                *worker]
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
             "--master_port", port, *worker]
 
@@ -60,6 +61,8 @@ def launch(
         raise ConfigError("--nproc must be at least 1")
     out = Path(output).expanduser() if output else None
     recorded = _recorded(out) if resume else {}
+    if recorded and recorded.get("kind") != kind:
+        raise ConfigError(f"--resume: {out} is a {recorded.get('kind')} run; continue it with `mixer train {recorded.get('kind')}`")
     build = build or recorded.get("build")
     model = model or recorded.get("model")
     tokenizer = tokenizer or (recorded.get("tokenizer") if recorded else None)

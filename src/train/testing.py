@@ -144,8 +144,9 @@ def _hh_turns(text: str) -> list[dict[str, str]]:
     return turns
 
 
-def hh_rlhf_frame(path: Path, limit: int | None = None) -> pl.DataFrame:
-    """Anthropic HH transcripts split at the first differing turn (Tulu 2.5 recipe)."""
+def hh_rlhf_frame(path: Path, limit: int | None = None, max_chars: int | None = None) -> pl.DataFrame:
+    """Anthropic HH transcripts split at the first differing turn (Tulu 2.5 recipe);
+    ``max_chars`` keeps pairs whose two sides together are shorter (short test batches)."""
     ids, chosen, rejected = [], [], []
     with gzip.open(path, "rt") as f:
         for i, line in enumerate(f):
@@ -153,6 +154,8 @@ def hh_rlhf_frame(path: Path, limit: int | None = None) -> pl.DataFrame:
             c, rj = _hh_turns(r["chosen"]), _hh_turns(r["rejected"])
             k = next((j for j, (a, b) in enumerate(zip(c, rj, strict=False)) if a != b), None)
             if k is None or c[k]["role"] != "assistant" or not c[k]["content"].strip() or not rj[k]["content"].strip():
+                continue
+            if max_chars and sum(len(m["content"]) for m in c[: k + 1] + rj[: k + 1]) >= max_chars:
                 continue
             chosen.append(c[: k + 1])
             rejected.append(rj[: k + 1])

@@ -66,6 +66,10 @@ def train(run_dir: str | Path, resume_from: str | None = None, progress: bool | 
         else:
             from train.dpo import build_trainer
         trainer = build_trainer(cfg, run.info["model"], tokenizer, added, dataset, str(run.folder), callbacks)
+        if progress:  # the rich bar replaces the printed log dicts
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)
         result = trainer.train(resume_from_checkpoint=resume_from)
         final = run.folder / "final"
         trainer.save_model(str(final))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import Field
@@ -57,7 +57,7 @@ def load_evals(cfg: DecontamConfig, base: Path | None = None) -> pl.DataFrame:
 
 
 def decontaminate(
-    frame: pl.DataFrame, evals: pl.DataFrame, cfg: DecontamConfig, index: EvalIndex | None = None, progress: bool = True
+    frame: pl.DataFrame, evals: pl.DataFrame, cfg: DecontamConfig, index: EvalIndex | None = None, progress: Any = True
 ) -> Outcome:
     """Match, decide, and build the ledger and the report."""
     t0 = time.perf_counter()

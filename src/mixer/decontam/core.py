@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -106,9 +106,10 @@ def chunk_bounds(frame: pl.DataFrame, roles: list[str], chunk_tokens: int) -> li
 
 
 def find_matches(
-    frame: pl.DataFrame, evals: pl.DataFrame, params: MatchParams, index: EvalIndex | None = None, progress: bool = True
+    frame: pl.DataFrame, evals: pl.DataFrame, params: MatchParams, index: EvalIndex | None = None, progress: Any = True
 ) -> MatchResult:
-    """Every (record row, eval row) pair meeting ``params.rule``."""
+    """Every (record row, eval row) pair meeting ``params.rule``. ``progress``: True (a bar
+    for big jobs), False, or a shared rich ``Progress`` to add a task to."""
     t0 = time.perf_counter()
     if index is None:
         index = EvalIndex(evals, params.settings(), params.eval_text, params.unicode)
@@ -117,7 +118,7 @@ def find_matches(
     bounds = chunk_bounds(frame, params.roles, params.chunk_tokens) if frame.height else []
     found: list[pl.DataFrame] = []
     n_tokens = 0
-    with _progress(progress and frame.height > 20_000, len(bounds)) as advance:
+    with _progress(progress, frame.height > 20_000, len(bounds)) as advance:
         for a, b in bounds:
             texts, seg_rec = segments(frame.slice(a, b - a), params.roles)
             tok = index.vocab.encode(texts, params.unicode)
@@ -143,24 +144,34 @@ def _apply_rule(pairs: pl.DataFrame, index: EvalIndex, params: MatchParams) -> p
 
 
 class _progress:
-    """A rich progress bar over chunks when the job is big enough to wait on."""
+    """Progress over chunks: a task on the build's shared rich Progress when given one
+    (a second live display would clash with it), else a bar of our own for big jobs."""
 
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
+    def __init__(self, progress: Any, big: bool, total: int):
+        self.shared = progress if hasattr(progress, "add_task") else None
+        self.own = None
+        self.enabled = self.shared is not None or (bool(progress) and big)
+        self.total = total
 
     def __enter__(self):
         if not self.enabled:
             return lambda: None
+        if self.shared is not None:
+            task = self.shared.add_task("decontaminate: chunks", total=self.total, scope="  decontaminate")
+            self.task = task
+            return lambda: self.shared.advance(task)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        self.p = Progress("decontaminate", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
-        self.p.start()
-        task = self.p.add_task("chunks", total=self.total)
-        return lambda: self.p.advance(task)
+        self.own = Progress("decontaminate", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+        self.own.start()
+        task = self.own.add_task("chunks", total=self.total)
+        return lambda: self.own.advance(task)
 
     def __exit__(self, *exc):
-        if self.enabled:
-            self.p.stop()
+        if self.shared is not None and self.enabled:
+            self.shared.remove_task(self.task)
+        if self.own is not None:
+            self.own.stop()
         return False
 
 

@@ -47,10 +47,9 @@ class EvalIndex:
     """Exact n-gram index over eval instances (row order of the eval frame = instance id)."""
 
     def __init__(self, evals: pl.DataFrame, settings: Settings, eval_text: str = "prompt", unicode: bool = True):
-        self.settings = s = settings
+        self.settings = settings
         self.evals = evals
         self.unicode = unicode
-        n = s.n
         seg = _eval_segments(evals, eval_text)
         self.vocab, tok = Vocabulary.build(seg["text"], unicode)
         seg_inst = seg["inst"].to_numpy().astype(np.int64)
@@ -72,9 +71,13 @@ class EvalIndex:
         self.prompt_len[seg_inst[pm]] = seg_len[pm]
         self.mix = H.mix64(np.arange(self.vocab.size + 1, dtype=np.uint64))
         v = self.mix[self.ids]
-        run, bad = H.runs(self.ids, tok.offsets, self.vocab.size)
+        self._build_grams(v, tok, seg_inst)
+        self._build_short(v)
 
-        # ---- n-gram windows -> grams (exact content groups) with postings
+    def _build_grams(self, v: np.ndarray, tok: Tokens, seg_inst: np.ndarray) -> None:
+        """n-gram windows -> grams (exact content groups) with postings (instance, position)."""
+        s, n = self.settings, self.settings.n
+        run, bad = H.runs(self.ids, tok.offsets, self.vocab.size)
         if s.exact:
             pos = self.prompt_start[self.prompt_len >= n]
         else:
@@ -105,8 +108,9 @@ class EvalIndex:
         self.hash_glo = np.flatnonzero(hstart)
         self.hash_ghi = np.concatenate([self.hash_glo[1:], [len(self.gram_hash)]])
 
-        # ---- short instances (and, for the exact rule, every instance shorter than n)
-        # short = no n-gram window at all; matched by containment of the whole prompt
+    def _build_short(self, v: np.ndarray) -> None:
+        """Instances with no n-gram window at all: whole-prompt hashes, matched by containment."""
+        s, n = self.settings, self.settings.n
         if s.short == "contain":
             short = np.flatnonzero((self.prompt_len >= s.short_min) & (self.prompt_len < n) & (self.inst_len < n))
         else:

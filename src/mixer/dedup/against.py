@@ -72,7 +72,7 @@ def check_against(build_frame: pl.DataFrame, new: pl.DataFrame, params: MinHashP
     if kind_of(build_frame) != kind_of(new):
         raise ValueError(f"the build holds {kind_of(build_frame)} records but the file {kind_of(new)} records")
     reps = cl.representatives(build_frame)
-    old = build_frame[reps]
+    old = build_frame if len(reps) == build_frame.height else build_frame[reps]
     both = pl.concat([conform(old), conform(new)])
     n_old = old.height
     sigs = compute_signatures(both, params, threads, keep_sets=verify == "exact", progress=progress)

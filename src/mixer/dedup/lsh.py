@@ -98,7 +98,8 @@ def components(n: int, edges: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def verify_components(n: int, edges: np.ndarray, weight: np.ndarray, check) -> tuple[np.ndarray, np.ndarray, int]:
+def verify_components(n: int, edges: np.ndarray, weight: np.ndarray, check,
+                      advance=lambda k: None) -> tuple[np.ndarray, np.ndarray, int]:
     """Edges that pass ``check`` (a function of (a, b) index arrays returning a bool mask and
     a value per pair), found with few checks: the clusters are the same as if every
     candidate were checked.
@@ -115,6 +116,7 @@ def verify_components(n: int, edges: np.ndarray, weight: np.ndarray, check) -> t
     while len(pend):
         la, lb = labels[pend[:, 0]], labels[pend[:, 1]]
         cross = la != lb
+        advance(int((~cross).sum()))  # joined already: never checked
         pend, pweight, la, lb = pend[cross], pweight[cross], la[cross], lb[cross]
         if not len(pend):
             break
@@ -136,6 +138,7 @@ def verify_components(n: int, edges: np.ndarray, weight: np.ndarray, check) -> t
         chosen = best[sort_best[np.searchsorted(key_best[sort_best], key_tree)]]
         ok, val = check(pend[chosen, 0], pend[chosen, 1])
         checks += len(chosen)
+        advance(len(chosen))
         accepted.append(pend[chosen][ok])
         values.append(val[ok])
         keep = np.ones(len(pend), dtype=bool)

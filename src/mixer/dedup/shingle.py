@@ -25,6 +25,7 @@ data against an old build. :func:`shingle_hash` is the same function in plain Py
 
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -65,12 +66,26 @@ def normalize_text(text: str, cfg: Shingling) -> str:
     return " ".join(w for w in "".join(c if keep(c) else " " for c in text).split(" ") if w)
 
 
+_TABLE_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=2)
-def _separator_table(strip_punctuation: bool) -> np.ndarray:
-    """For every codepoint: is it a separator? (built once, ~0.3 s, when non-ASCII shows up)"""
+def _separator_table_locked(strip_punctuation: bool) -> np.ndarray:
     chars = "".join(map(chr, range(0x110000)))
-    test = (lambda c: not c.isalnum()) if strip_punctuation else str.isspace
-    return np.fromiter(map(test, chars), dtype=bool, count=0x110000)
+    # re's \w is str.isalnum() plus "_", and \s is str.isspace(): runs of matches, not 1.1M calls
+    pattern = r"[^\W_]+" if strip_punctuation else r"\s+"
+    hit = np.zeros(0x110000 + 1, dtype=np.int8)
+    spans = np.array([m.span() for m in re.finditer(pattern, chars)], dtype=np.int64).reshape(-1, 2)
+    np.add.at(hit, spans[:, 0], 1)
+    np.add.at(hit, spans[:, 1], -1)
+    inside = np.cumsum(hit[:-1]) > 0
+    return ~inside if strip_punctuation else inside
+
+
+def _separator_table(strip_punctuation: bool) -> np.ndarray:
+    """For every codepoint: is it a separator? (built once per process, when non-ASCII shows up)"""
+    with _TABLE_LOCK:
+        return _separator_table_locked(strip_punctuation)
 
 
 _ASCII_SEP = {

@@ -190,7 +190,7 @@ class RayEngine:
         finally:
             name = f"{self._scope}/{stage}"
             self.timings[name] = time.perf_counter() - t0
-            self.stages.append({"stage": name, "start": w0, "end": time.time()})
+            self.stages.append({"stage": name, "start": w0, "end": time.time(), "driver_rss_mb": _rss_mb()})
 
     def concat(self, frames: list[RayFrame]) -> RayFrame:
         return concat(frames)
@@ -368,6 +368,15 @@ class RayEngine:
     @staticmethod
     def _kind(src: SourceSpec) -> str:
         return "preference" if src.format.kind == "preference" else "sft"
+
+
+def _rss_mb() -> int | None:
+    """This process's resident memory now (Linux), to see which stage the driver pays for."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _nonempty(blocks: list[Block]) -> list[Block]:

@@ -211,21 +211,24 @@ class _SigRows:
     def __init__(self, refs: list[Any], starts: np.ndarray):
         self.refs, self.starts = refs, starts
 
-    def rows(self, r: np.ndarray) -> np.ndarray:
-        r = np.asarray(r, dtype=np.int64)
-        uniq, inv = np.unique(r, return_inverse=True)
+    def rows(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted unique rows, their signature matrix), one fetch task per block."""
+        uniq = np.unique(np.asarray(r, dtype=np.int64))
         which = np.searchsorted(self.starts, uniq, side="right") - 1
-        pieces = []
-        for i in np.unique(which):
-            pieces.append(_take.remote(self.refs[i], uniq[which == i] - self.starts[i]))
+        pieces = [_take.remote(self.refs[i], uniq[which == i] - self.starts[i]) for i in np.unique(which)]
         got = _get(pieces)
-        return np.concatenate(got)[inv] if got else np.zeros((0, 0), np.uint32)
+        return uniq, (np.concatenate(got) if got else np.zeros((0, 0), np.uint32))
 
-    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def similarity(self, a: np.ndarray, b: np.ndarray, batch: int = 262_144) -> np.ndarray:
+        """Estimated Jaccard of pairs, computed in batches (bounded temporary memory)."""
         if len(a) == 0:
             return np.zeros(0)
-        both = self.rows(np.concatenate([a, b]))
-        return similarity(both[: len(a)], both[len(a):])
+        uniq, sig = self.rows(np.concatenate([a, b]))
+        ia, ib = np.searchsorted(uniq, a), np.searchsorted(uniq, b)
+        out = np.empty(len(a), dtype=np.float64)
+        for s in range(0, len(a), batch):
+            out[s : s + batch] = similarity(sig[ia[s : s + batch]], sig[ib[s : s + batch]])
+        return out
 
 
 class _SetRows:
@@ -249,10 +252,13 @@ class _SetRows:
         self.values = np.concatenate([v for _, v in parts]) if parts else np.zeros(0, np.uint32)
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64) if len(self.sizes) else np.zeros(0, np.int64)
 
-    def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if len(a) == 0:
-            return np.zeros(0)
-        return pair_jaccard(self.starts, self.sizes, self.values, np.searchsorted(self.rows, a), np.searchsorted(self.rows, b))
+    def jaccard(self, a: np.ndarray, b: np.ndarray, batch: int = 100_000) -> np.ndarray:
+        """Exact Jaccard of pairs, in batches as the local set store does (bounded memory)."""
+        ia, ib = np.searchsorted(self.rows, a), np.searchsorted(self.rows, b)
+        out = np.empty(len(a), dtype=np.float64)
+        for s in range(0, len(a), batch):
+            out[s : s + batch] = pair_jaccard(self.starts, self.sizes, self.values, ia[s : s + batch], ib[s : s + batch])
+        return out
 
 
 def _cluster_table(engine: RayEngine, frame: RayFrame, outcome: pl.DataFrame, text: str, method: str) -> pl.DataFrame:

@@ -16,7 +16,6 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,12 +137,13 @@ def embed(
     shard_size: int = 8192,
     description: str = "embedding",
     shared_progress: Any = None,
-    on_batch: Callable[[int], None] | None = None,
+    flush_seconds: float = 120.0,
 ) -> tuple[np.ndarray, EmbedStats]:
     """Vectors for ``texts`` (rows aligned, storage dtype), computing only what the cache
     lacks. Missing texts are embedded longest first (batches of similar length waste little
-    on padding; an out-of-memory batch shows up at once, and the ETA errs high) and written
-    a shard at a time."""
+    on padding; an out-of-memory batch shows up at once, and the ETA errs high). A shard is
+    written every ``shard_size`` texts or ``flush_seconds``, whichever comes first, and on
+    the way out of an exception, so even a hard kill loses at most one shard of work."""
     t0 = time.perf_counter()
     stats = EmbedStats(texts=len(texts))
     keys = text_keys(texts)
@@ -156,18 +156,29 @@ def embed(
         lengths = pl.Series([texts[i] for i in first[missing]]).str.len_bytes().to_numpy()
         missing = missing[np.argsort(-lengths, kind="stable")]
         bs = max(1, encoder.batch_size)
+        done: list[np.ndarray] = []
+        vecs: list[np.ndarray] = []
+        last = time.monotonic()
+
+        def flush() -> None:
+            nonlocal done, vecs, last
+            if done:
+                idx = np.concatenate(done)
+                stats.shards_written.append(cache.write(uniq[idx], np.concatenate(vecs)))
+                stats.computed += int(idx.size)
+            done, vecs, last = [], [], time.monotonic()
+
         with progress(f"{description} ({encoder.name})", int(missing.size), shared_progress) as advance:
-            for lo in range(0, missing.size, shard_size):
-                chunk = missing[lo : lo + shard_size]
-                vecs = []
-                for b in range(0, chunk.size, bs):
-                    idx = chunk[b : b + bs]
+            try:
+                for b in range(0, missing.size, bs):
+                    idx = missing[b : b + bs]
                     vecs.append(encoder.encode([texts[i] for i in first[idx]]))
+                    done.append(idx)
                     advance(idx.size)
-                    if on_batch is not None:
-                        on_batch(idx.size)
-                stats.shards_written.append(cache.write(uniq[chunk], np.concatenate(vecs)))
-                stats.computed += int(chunk.size)
+                    if sum(d.size for d in done) >= shard_size or time.monotonic() - last >= flush_seconds:
+                        flush()
+            finally:  # Ctrl-C or an error keeps what was computed; a hard kill loses one shard
+                flush()
     shard, row, names = cache.lookup(uniq)
     if (shard < 0).any():
         raise RuntimeError(f"embedding cache {cache.dir}: {int((shard < 0).sum())} vectors missing after the pass")

@@ -30,7 +30,7 @@ class Decontaminate(Step):
     def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
         cfg: DecontamConfig = self.config  # type: ignore[assignment]
         evals = load_evals(cfg, base=ctx.spec_dir)
-        out = decontaminate(frame, evals, cfg)
+        out = decontaminate(frame, evals, cfg, progress=ctx.progress if ctx.progress is not None else True)
         if ctx.work_dir is not None:
             report_io.write(ctx.work_dir, out.report, out.matches)
             out.info["files"] = [report_io.REPORT_FILE, report_io.MATCHES_FILE]

@@ -22,7 +22,7 @@ goes to ``BUILD/dedup/minhash.clusters.parquet`` and the parameters to
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -37,6 +37,7 @@ from mixer.dedup.near import (
     resolve,
     signature_similarity,
 )
+from mixer.dedup.progress import progress_task
 from mixer.dedup.shingle import Shingling
 from mixer.records import empty_removed
 from mixer.steps.base import Step, StepConfig, StepContext, StepResult, register
@@ -94,7 +95,7 @@ class MinHashDedup(Step):
         timings: dict[str, float] = {}
         t = time.perf_counter()
         reps = cl.representatives(frame)
-        sub = frame[reps]
+        sub = frame if len(reps) == frame.height else frame[reps]  # no copy without upsampled rows
         spill_root = ctx.work_dir / "dedup" / "spill" if ctx.work_dir is not None else None
         sigs = compute_signatures(sub, params, cfg.threads, cfg.memory_mb, spill_root, progress=ctx.progress,
                                   keep_sets=cfg.verify == "exact")
@@ -112,7 +113,8 @@ class MinHashDedup(Step):
                 if cfg.verify == "signature":
                     edges = edges[est >= cfg.threshold]
                 else:
-                    edges, exact, checks = _exact_verify(sub.height, edges, est, rank, sigs.sets, cfg.threshold, cfg.num_perm)
+                    edges, exact, checks = _exact_verify(sub.height, edges, est, rank, sigs.sets, cfg.threshold,
+                                                         cfg.num_perm, ctx.progress)
             timings["verify"] = time.perf_counter() - t
             t = time.perf_counter()
             found = resolve(sub.height, edges, rank, candidates)
@@ -161,7 +163,7 @@ class MinHashDedup(Step):
 
 
 def _exact_verify(n: int, edges: np.ndarray, est: np.ndarray, rank: np.ndarray, sets, threshold: float,
-                  num_perm: int) -> tuple[np.ndarray, np.ndarray, int]:
+                  num_perm: int, progress: Any = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Candidate edges whose shingle sets really have Jaccard >= threshold: (edges, their
     Jaccard, checks made). Checked on the spanning forests of ``lsh.verify_components``
     (the same clusters as checking them all), preferring edges that touch the record a
@@ -177,7 +179,8 @@ def _exact_verify(n: int, edges: np.ndarray, est: np.ndarray, rank: np.ndarray, 
         jac = sets.jaccard(a, b)
         return jac >= threshold, jac
 
-    return verify_components(n, edges, weight, check)
+    with progress_task("minhash: exact Jaccard", len(edges), progress) as advance:
+        return verify_components(n, edges, weight, check, advance)
 
 
 def _local(kept_rows: np.ndarray, members: np.ndarray) -> np.ndarray:

@@ -112,10 +112,12 @@ class SemanticDedup(Step):
         from mixer.select.encoders import SentenceEncoder
 
         cfg: SemanticConfig = self.config
+        if frame.height == 0:
+            return StepResult(frame, empty_removed(), {"records": 0})
         timings: dict[str, float] = {}
         t = time.perf_counter()
         reps = cl.representatives(frame)
-        sub = frame[reps]
+        sub = frame if len(reps) == frame.height else frame[reps]  # no copy without upsampled rows
         raw = text_of(sub, cfg.text).fill_null("")
         texts = raw.to_list()
         first, group = _key_groups(texts)
