@@ -150,7 +150,7 @@ def worker_mixer(args) -> dict:
     per_bench = {r["benchmark"]: {"pct_instances": r["pct_instances"], "records": r["records"], "short": r["short_instances_hit"], "template_records": r["template_records"]}
                  for r in out.report["matrix"] if r["source"] == "(all)"}
     result = {
-        "records": frame.height, "tokens": res.tokens, "wall_s": round(wall, 2), "cpu_s": round(time.process_time() - c0, 2),
+        "records": frame.height, "distinct_records": res.distinct, "tokens": res.tokens, "wall_s": round(wall, 2), "cpu_s": round(time.process_time() - c0, 2),
         "index_s": round(res.timings["index_s"], 2), "match_s": round(res.timings["match_s"], 2),
         "peak_rss_mb": round(peak_rss_mb(), 1), "rss_after_loading_mb": round(rss_loaded, 1),
         "matched_records": out.report["matched_records"], "pairs": out.report["matches"], "removed": out.report["removed"],
@@ -282,13 +282,15 @@ def main() -> None:
     load = os.getloadavg()
     results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in load]}, "records": args.records}
     tulu3 = {"evals": ["tulu2+"], "rule": "tulu3"}
-    ngram = {"evals": ["tulu2+"], "rule": "ngram", "n": 12, "eval_text": "both", "short": "skip"}
-    with con.status(f"mixer tulu3 on {args.records:,} records"):
-        results["mixer_tulu3"] = run_worker(sys.executable, "mixer", files["train"], files["evals"], tulu3, verify=60 if args.verify is None else args.verify)
-    con.print("mixer tulu3:", results["mixer_tulu3"]["wall_s"], "s")
-    with con.status(f"mixer ngram-12 on {args.records:,} records"):
-        results["mixer_ngram12"] = run_worker(sys.executable, "mixer", files["train"], files["evals"], ngram)
-    con.print("mixer ngram12:", results["mixer_ngram12"]["wall_s"], "s")
+    ngram = {"evals": ["tulu2+"], "rule": "ngram", "n": 12, "eval_text": "both", "short": "skip", "dedup": False}
+    runs = [
+        ("mixer_tulu3", tulu3, 0, 60 if args.verify is None else args.verify),  # the default: identical records matched once
+        ("mixer_tulu3_no_dedup", {**tulu3, "dedup": False}, 0, 0),  # every record tokenized and matched
+    ]
+    for key, params, limit, verify_k in runs:
+        with con.status(f"{key} on {args.records:,} records"):
+            results[key] = run_worker(sys.executable, "mixer", files["train"], files["evals"], params, limit=limit, verify=verify_k)
+        con.print(f"{key}: {results[key]['wall_s']} s wall, {results[key]['cpu_s']} s cpu")
     if not args.skip_datatrove and DT_PY.exists():
         n_dt = args.datatrove_records
         with con.status(f"mixer ngram-12 on the {n_dt:,}-record subsample"):
@@ -312,6 +314,7 @@ def main() -> None:
         if isinstance(r, dict) and "wall_s" in r:
             tab.add_row(key, f"{r['records']:,}", str(r["wall_s"]), str(r["cpu_s"]), str(r["peak_rss_mb"]), f"{r['matched_records']:,}")
     con.print(tab)
+    con.print(f"distinct records (checked turns): {results['mixer_tulu3']['distinct_records']:,} of {args.records:,}")
     for b, v in results["mixer_tulu3"]["per_benchmark"].items():
         con.print(f"  tulu3 {b:12s} {v['pct_instances']:7.3f}% of instances, {v['records']:,} records ({v['template_records']} template)")
     if "verify" in results["mixer_tulu3"]:

@@ -190,6 +190,15 @@ def test_index_agrees_with_brute_force_on_a_sample(shared_data, eval_dir):
     assert _agree(frame, ev, MatchParams(rule="ngram", n=6, eval_text="both", roles=["user", "assistant"], chunk_tokens=2000)) > 25
 
 
+def test_dedup_and_threads_do_not_change_the_pairs(shared_data, small_suite):
+    frame = _sample_frame(shared_data, small_suite, 30, seed=2)
+    doubled = pl.concat([frame, frame.with_columns(pl.col("id") + "_copy")]).sample(fraction=1.0, seed=1, shuffle=True)
+    base = find_matches(doubled, small_suite, MatchParams(dedup=False, threads=1), progress=False)
+    fast = find_matches(doubled, small_suite, MatchParams(chunk_tokens=1500, threads=2), progress=False)
+    assert fast.distinct == frame.height and base.distinct == doubled.height
+    assert base.pairs.height > 50 and fast.pairs.equals(base.pairs)
+
+
 @pytest.mark.slow
 def test_index_agrees_with_brute_force_on_the_whole_suite(shared_data, eval_dir):
     ev = evalsets.load_many("tulu2+", data_dir=eval_dir)

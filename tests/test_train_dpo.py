@@ -44,8 +44,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def pref_build(shared_data, work):
-    """32 short HH-RLHF pairs (both sides under 600 characters: they fit max_length)."""
-    frame = hh_rlhf_frame(shared_data / "train" / "hh_rlhf" / "harmless-base" / "test.jsonl.gz", limit=32, max_chars=600)
+    """32 short HH-RLHF pairs (both sides under 400 characters: they fit max_length)."""
+    frame = hh_rlhf_frame(shared_data / "train" / "hh_rlhf" / "harmless-base" / "test.jsonl.gz", limit=32, max_chars=400)
     assert frame.height == 32
     return write_build(frame, work / "hh-build", name="hh_rlhf")
 

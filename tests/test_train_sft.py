@@ -87,7 +87,7 @@ def full_run(sample_build, model, work):
     return out
 
 
-def test_loss_decreases_and_run_folder_is_complete(full_run, sample_build):
+def test_loss_decreases_and_run_folder_is_complete(full_run, sample_build, model):
     loss = losses(full_run)
     assert sorted(loss) == list(range(1, STEPS + 1))
     first, last = [loss[s] for s in range(1, 5)], [loss[s] for s in range(STEPS - 3, STEPS + 1)]
@@ -101,6 +101,13 @@ def test_loss_decreases_and_run_folder_is_complete(full_run, sample_build):
     assert info["spec_hash"] == manifest["spec_hash"] == (full_run / "spec_hash").read_text().strip()
     assert (full_run / "final" / "model.safetensors").is_file()
     assert "<|assistant|>" in (full_run / "final" / "chat_template.jinja").read_text()
+    from transformers import AutoTokenizer
+
+    from mixer.tokenizers import load_tokenizer
+
+    text = "<|user|>\nHi</s>\n<|assistant|>\nOk"  # legacy Llama spacing after a special token
+    saved, source = AutoTokenizer.from_pretrained(full_run / "final"), load_tokenizer(str(model))
+    assert saved(text).input_ids == source(text).input_ids
     assert sorted(p.name for p in full_run.glob("checkpoint-*")) == ["checkpoint-16", "checkpoint-24"]
     assert all((p / "mixer_checkpoint.json").is_file() for p in full_run.glob("checkpoint-*"))
     if info["config"]["report_to"] == "auto":

@@ -77,7 +77,9 @@ def _sentencepiece(p: Path) -> PreTrainedTokenizerBase:
     cached = cache_root() / f"{p.stem}-{digest}"
     if (cached / "tokenizer.json").exists():
         try:
-            return AutoTokenizer.from_pretrained(str(cached))
+            tok = AutoTokenizer.from_pretrained(str(cached))
+            tok.init_kwargs["legacy"] = True  # a reload keeps it as an attribute only; saves would drop it
+            return tok
         except (OSError, ValueError):
             shutil.rmtree(cached, ignore_errors=True)
     tok = convert_sentencepiece(p)

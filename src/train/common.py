@@ -76,6 +76,10 @@ def load_tokenizer_with_template(path: str, template: str):
 
     # load_tokenizer caches; training mutates the tokenizer (template, pad token), so copy it.
     tok = copy.deepcopy(load_tokenizer(path))
+    if getattr(tok, "legacy", None) is not None:
+        # transformers 5 keeps `legacy` out of init_kwargs on reload, so every save (checkpoints,
+        # final/) would silently change how the text after a special token is split
+        tok.init_kwargs["legacy"] = tok.legacy
     added = apply_template(tok, template)
     return tok, added
 

@@ -28,6 +28,8 @@ def tiny_llama(folder: str | Path, tokenizer_path: str, hidden: int = 64, layers
 
     folder = Path(folder)
     tok = load_tokenizer(tokenizer_path)
+    if getattr(tok, "legacy", None) is not None:
+        tok.init_kwargs["legacy"] = tok.legacy  # keep Llama's legacy spacing in the saved copy
     cfg = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden,

@@ -30,13 +30,11 @@ AUTO_FORMATS: list[tuple[tuple[str, ...], str, dict]] = [
 def guess_format(columns: list[str], path: Path) -> tuple[str, dict]:
     for need, name, cfg in AUTO_FORMATS:
         if all(c in columns for c in need):
-            if name == "alpaca" and "input" in cfg and cfg["input"] is None:
-                pass
-            elif name == "alpaca" and "input" not in columns:
+            if name == "alpaca" and "input" not in columns:
                 cfg = {**cfg, "input": None}
             return name, cfg
     fail(f"{path}: cannot tell the record format from its fields {columns}; pass --format (e.g. messages, alpaca, sharegpt)")
-    raise AssertionError
+    raise AssertionError  # fail() exits
 
 
 def load_records(path: Path, fmt: str, fmt_config: dict, source: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:

@@ -91,6 +91,7 @@ def decide(frame: pl.DataFrame, evals: pl.DataFrame, cfg: DecontamConfig, res: M
         "params": {**cfg.model_dump(mode="json", exclude={"evals"}), "n": cfg.size, "evals": [_spec_name(e) for e in cfg.evals]},
         "index": res.index.describe(),
         "records": frame.height,
+        "distinct_records": res.distinct or frame.height,
         "tokens": res.tokens,
         "sources": {r["source"]: r["len"] for r in frame.group_by("source", maintain_order=True).len().iter_rows(named=True)},
         "benchmarks": totals.to_dicts(),

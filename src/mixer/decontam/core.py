@@ -7,7 +7,9 @@ training records through it in chunks of bounded size, and returns every
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,7 +43,9 @@ class MatchParams(StepConfig):
     )
     short_min_tokens: int = Field(1, ge=1, description="short instances below this many tokens are skipped")
     unicode: bool = Field(True, description="NFKC-normalize non-ASCII text before tokenizing")
-    chunk_tokens: int = Field(16_000_000, ge=1000, description="training tokens per chunk (memory bound)")
+    chunk_tokens: int = Field(8_000_000, ge=1000, description="training tokens per chunk (memory bound)")
+    threads: int = Field(0, ge=0, description="chunks matched at once (0: one per CPU); memory grows with it")
+    dedup: bool = Field(True, description="match each distinct set of checked turns once; identical records share the result")
 
     @model_validator(mode="after")
     def _check(self) -> MatchParams:
@@ -63,6 +67,7 @@ class MatchResult:
     index: EvalIndex
     timings: dict[str, float] = field(default_factory=dict)
     tokens: int = 0
+    distinct: int = 0  # records actually tokenized and matched (after dedup)
 
 
 def message_columns(frame: pl.DataFrame, roles: list[str]) -> list[str]:
@@ -115,20 +120,57 @@ def find_matches(
         index = EvalIndex(evals, params.settings(), params.eval_text, params.unicode)
     timings = {"index_s": time.perf_counter() - t0}
     t1 = time.perf_counter()
-    bounds = chunk_bounds(frame, params.roles, params.chunk_tokens) if frame.height else []
+    work, groups = distinct_records(frame, params.roles) if params.dedup else (frame, None)
+    bounds = chunk_bounds(work, params.roles, params.chunk_tokens) if work.height else []
+
+    def one(ab: tuple[int, int]) -> tuple[pl.DataFrame, int]:
+        a, b = ab
+        texts, seg_rec = segments(work.slice(a, b - a), params.roles)
+        tok = index.vocab.encode(texts, params.unicode)
+        return _apply_rule(index.query(tok, seg_rec, rec_offset=a), index, params), len(tok.ids)
+
     found: list[pl.DataFrame] = []
     n_tokens = 0
-    with _progress(progress, frame.height > 20_000, len(bounds)) as advance:
-        for a, b in bounds:
-            texts, seg_rec = segments(frame.slice(a, b - a), params.roles)
-            tok = index.vocab.encode(texts, params.unicode)
-            n_tokens += len(tok.ids)
-            pairs = index.query(tok, seg_rec, rec_offset=a)
-            found.append(_apply_rule(pairs, index, params))
+    threads = max(1, min(params.threads or os.cpu_count() or 1, len(bounds)))
+    with _progress(progress, frame.height > 20_000, len(bounds)) as advance, ThreadPoolExecutor(threads) as pool:
+        # polars and numpy release the GIL in their kernels, so chunks overlap on CPUs
+        for pairs, k in pool.map(one, bounds):
+            found.append(pairs)
+            n_tokens += k
             advance()
-    pairs = pl.concat(found) if found else _apply_rule(index.query(index.vocab.encode(pl.Series([], dtype=pl.Utf8)), np.zeros(0, np.int64)), index, params)
+    if found:
+        pairs = pl.concat(found)
+    else:
+        pairs = _apply_rule(index.query(index.vocab.encode(pl.Series([], dtype=pl.Utf8)), np.zeros(0, np.int64)), index, params)
+    if groups is not None:
+        pairs = pairs.rename({"rec": "u"}).join(groups, on="u").drop("u").select("rec", *[c for c in pairs.columns if c != "rec"])
     timings["match_s"] = time.perf_counter() - t1
-    return MatchResult(pairs=pairs.sort(["rec", "inst"]), index=index, timings=timings, tokens=n_tokens)
+    return MatchResult(pairs=pairs.sort(["rec", "inst"]), index=index, timings=timings, tokens=n_tokens, distinct=work.height)
+
+
+def distinct_records(frame: pl.DataFrame, roles: list[str]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Records with distinct checked turns (first of each kind) and ``u -> rec`` for the
+    rest; ``None`` when every record is distinct. Exact: grouped on the texts themselves."""
+    if frame.height < 2:
+        return frame, None
+    keys = [
+        pl.col(c).list.eval(pl.element().filter(pl.element().struct.field("role").is_in(roles)).struct.field("content").fill_null(""))
+        .list.join("\x00")
+        for c in message_columns(frame, roles)
+    ]
+    key = pl.concat_str(keys, separator="\x01") if len(keys) > 1 else keys[0]
+    g = (
+        frame.select(key.alias("k"))
+        .with_row_index("rec")
+        .group_by("k", maintain_order=True)
+        .agg(pl.col("rec").cast(pl.Int64))
+        .drop("k")
+    )
+    if g.height == frame.height:
+        return frame, None
+    work = frame[g["rec"].list.first()]
+    groups = g.with_row_index("u").with_columns(pl.col("u").cast(pl.Int64)).explode("rec")
+    return work, groups
 
 
 def _apply_rule(pairs: pl.DataFrame, index: EvalIndex, params: MatchParams) -> pl.DataFrame:

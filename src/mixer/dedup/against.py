@@ -1,11 +1,12 @@
 """Check new records against a finished build: ``mixer dedup --against BUILD FILE``.
 
-The build's kept records (their first copies) go into a ``datasketch.MinHashLSH`` index
-built from our signatures (they are datasketch MinHashes, scheme affine32). Each new record,
-in file order, queries the index; a candidate that passes verification (exact Jaccard of
-shingle sets by default, else the signature estimate) makes it a duplicate of the most
-similar one; otherwise the record is inserted, so later records of the same file are also
-checked against it (the index grows incrementally). Parameters come from the build's
+New records are first matched against the build's kept records (their first copies): band
+keys joined by sorting, all at once. Those without a match then go, in file order, through a
+``datasketch.MinHashLSH`` index fed our signatures (they are datasketch MinHashes, scheme
+affine32): each queries it and is inserted when it matches nothing, so later records of the
+same file are checked against it (the index grows incrementally). A candidate counts when it
+passes verification (exact Jaccard of shingle sets by default, else the signature estimate);
+a duplicate names the most similar candidate. Parameters come from the build's
 ``dedup/minhash.json`` when it has one, so the check matches how the build was deduplicated.
 """
 
@@ -63,10 +64,35 @@ def load_records(path: Path, fmt: str | None = None, source: str | None = None) 
     return conform(res.kept)
 
 
+def _build_candidates(keys: np.ndarray, old: np.ndarray, new: np.ndarray, cap: int = 64) -> np.ndarray:
+    """(new row, build row) pairs sharing a band key, by sorted joins per band (at most
+    ``cap`` build records per band bucket, the earliest ones)."""
+    from mixer.dedup.jaccard import ranges, sorted_unique
+
+    parts = []
+    for j in range(keys.shape[0]):
+        k_old = np.asarray(keys[j])[old]
+        order = np.argsort(k_old, kind="stable")
+        sk = k_old[order]
+        q = np.asarray(keys[j])[new]
+        lo = np.searchsorted(sk, q, side="left")
+        cnt = np.minimum(np.searchsorted(sk, q, side="right") - lo, cap)
+        parts.append(np.stack([np.repeat(new, cnt), old[order[ranges(lo, cnt)]]], axis=1))
+    if not parts:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.concatenate(parts)
+    packed = sorted_unique(pairs[:, 0].astype(np.uint64) << np.uint64(32) | pairs[:, 1].astype(np.uint64))
+    return np.stack([(packed >> np.uint64(32)).astype(np.int64), (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)], axis=1)
+
+
 def check_against(build_frame: pl.DataFrame, new: pl.DataFrame, params: MinHashParams,
                   verify: str = "exact", threads: int | None = None, build_name: str = "build",
                   progress: Any = None) -> AgainstResult:
-    """Find the records of ``new`` that near-duplicate a build record or an earlier new one."""
+    """Find the records of ``new`` that near-duplicate a build record or an earlier new one.
+
+    Against the build, candidates come from sorted joins of band keys (vectorized, so a
+    build of millions costs seconds); among the new records, a ``datasketch.MinHashLSH``
+    index grows record by record in file order."""
     from datasketch import MinHash, MinHashLSH
 
     if kind_of(build_frame) != kind_of(new):
@@ -76,36 +102,44 @@ def check_against(build_frame: pl.DataFrame, new: pl.DataFrame, params: MinHashP
     both = pl.concat([conform(old), conform(new)])
     n_old = old.height
     sigs = compute_signatures(both, params, threads, keep_sets=verify == "exact", progress=progress)
+    dup_of = np.full(new.height, -1, dtype=np.int64)
+    est = np.zeros(new.height)
+    exact = np.full(new.height, np.nan)
+
+    def scores(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sim = (sigs.sig[a] == sigs.sig[b]).mean(axis=1) if len(a) else np.zeros(0)
+        return sim, (sigs.sets.jaccard(a, b) if verify == "exact" else sim)
+
     try:
+        # 1. against the build, all new records at once
+        live = np.flatnonzero(sigs.nonempty)
+        pairs = _build_candidates(sigs.keys, live[live < n_old], live[live >= n_old])
+        sim, score = scores(pairs[:, 0], pairs[:, 1])
+        ok = np.ones(len(pairs), dtype=bool) if verify == "none" else score >= params.threshold
+        pairs, sim, score = pairs[ok], sim[ok], score[ok]
+        best = np.lexsort((pairs[:, 1], -score, pairs[:, 0]))  # per new record: best score, then earliest
+        first = np.ones(len(best), dtype=bool)
+        first[1:] = pairs[best[1:], 0] != pairs[best[:-1], 0]
+        hit = best[first]
+        j = pairs[hit, 0] - n_old
+        dup_of[j], est[j] = pairs[hit, 1], sim[hit]
+        if verify == "exact":
+            exact[j] = score[hit]
+        # 2. the rest, incrementally, in file order
         perms = permutations(params.num_perm, params.seed)
         lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm, params=(params.bands, params.rows))
-
-        def sketch(i: int) -> MinHash:
-            return MinHash(seed=params.seed, hashvalues=sigs.sig[i], permutations=perms, scheme="affine32")
-
-        with lsh.insertion_session() as session:
-            for i in np.flatnonzero(sigs.nonempty[:n_old]):
-                session.insert(int(i), sketch(int(i)), check_duplication=False)
-        dup_of = np.full(new.height, -1, dtype=np.int64)
-        est = np.zeros(new.height)
-        exact = np.full(new.height, np.nan)
-        for j in range(new.height):
-            row = n_old + j
-            if not sigs.nonempty[row]:
-                continue
-            m = sketch(row)
+        for j in np.flatnonzero((dup_of < 0) & sigs.nonempty[n_old:]):
+            row = n_old + int(j)
+            m = MinHash(seed=params.seed, hashvalues=sigs.sig[row], permutations=perms, scheme="affine32")
             cands = np.array(sorted(lsh.query(m)), dtype=np.int64)
             if len(cands):
-                sim = (sigs.sig[cands] == sigs.sig[row]).mean(axis=1)
-                score = sim
-                if verify == "exact":
-                    score = sigs.sets.jaccard(np.full(len(cands), row), cands)
-                ok = np.flatnonzero(score >= params.threshold) if verify != "none" else np.arange(len(cands))
-                if len(ok):
-                    best = ok[np.argmax(score[ok])]  # ties: the earliest (candidates are sorted)
-                    dup_of[j], est[j] = cands[best], sim[best]
+                sim, score = scores(np.full(len(cands), row), cands)
+                good = np.flatnonzero(score >= params.threshold) if verify != "none" else np.arange(len(cands))
+                if len(good):
+                    b = good[np.argmax(score[good])]  # ties: the earliest (candidates are sorted)
+                    dup_of[j], est[j] = cands[b], sim[b]
                     if verify == "exact":
-                        exact[j] = score[best]
+                        exact[j] = score[b]
                     continue
             lsh.insert(row, m, check_duplication=False)
     finally:
