@@ -184,7 +184,8 @@ def _task_work(eng) -> list[dict]:
         lo, hi = st["start"] * 1e6, st["end"] * 1e6
         inside = [e for e in events if lo <= e["ts"] <= hi]
         spans.append({"stage": st["stage"], "wall_s": round(st["end"] - st["start"], 3),
-                      "tasks": len(inside), "task_s": round(sum(e["dur"] for e in inside) / 1e6, 3)})
+                      "tasks": len(inside), "task_s": round(sum(e["dur"] for e in inside) / 1e6, 3),
+                      "driver_rss_mb": st.get("driver_rss_mb")})
     return spans
 
 

@@ -221,7 +221,7 @@ def test_whole_source_formats_token_steps_and_grouped_samples(cluster: str, shar
                           "steps": [{"max_tokens": {"max_tokens": 120, "action": "truncate"}}],
                           "sample": {"by": "template", "n": {"w0": 20, "w1": 15, "n0": 30, "n2": 25}}},
             "code": {"load": {"path": str(shared_data / "train/codealpaca/data/code_alpaca_2k.json")}, "format": "alpaca",
-                     "steps": [{"max_tokens": {"max_tokens": 150}}], "sample": {"fraction": 0.3}},
+                     "steps": [{"max_tokens": {"max_tokens": 60}}], "sample": {"fraction": 0.3}},
         },
     }
     s = load_spec(write_spec(tmp_path, spec))

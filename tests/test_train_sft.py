@@ -110,7 +110,9 @@ def test_loss_decreases_and_run_folder_is_complete(full_run, sample_build, model
     assert saved(text).input_ids == source(text).input_ids
     assert sorted(p.name for p in full_run.glob("checkpoint-*")) == ["checkpoint-16", "checkpoint-24"]
     assert all((p / "mixer_checkpoint.json").is_file() for p in full_run.glob("checkpoint-*"))
-    if info["config"]["report_to"] == "auto":
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard"):  # report_to: auto
         assert list(full_run.glob("runs/*/events.out.tfevents.*")), "tensorboard is installed: events expected"
 
 

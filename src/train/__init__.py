@@ -1,0 +1,1 @@
+"""Training on mixer builds: ``mixer train sft|dpo`` with TRL + DeepSpeed (see README.md)."""

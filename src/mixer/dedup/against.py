@@ -6,7 +6,8 @@ keys joined by sorting, all at once. Those without a match then go, in file orde
 affine32): each queries it and is inserted when it matches nothing, so later records of the
 same file are checked against it (the index grows incrementally). A candidate counts when it
 passes verification (exact Jaccard of shingle sets by default, else the signature estimate);
-a duplicate names the most similar candidate. Parameters come from the build's
+candidates are tried in order of estimated similarity, and a duplicate names the first that
+passes. Parameters come from the build's
 ``dedup/minhash.json`` when it has one, so the check matches how the build was deduplicated.
 """
 
@@ -111,20 +112,29 @@ def check_against(build_frame: pl.DataFrame, new: pl.DataFrame, params: MinHashP
         return sim, (sigs.sets.jaccard(a, b) if verify == "exact" else sim)
 
     try:
-        # 1. against the build, all new records at once
+        # 1. against the build, all new records at once; per new record the candidates are
+        #    tried in order of estimated similarity, a round at a time, until one passes
         live = np.flatnonzero(sigs.nonempty)
         pairs = _build_candidates(sigs.keys, live[live < n_old], live[live >= n_old])
-        sim, score = scores(pairs[:, 0], pairs[:, 1])
-        ok = np.ones(len(pairs), dtype=bool) if verify == "none" else score >= params.threshold
-        pairs, sim, score = pairs[ok], sim[ok], score[ok]
-        best = np.lexsort((pairs[:, 1], -score, pairs[:, 0]))  # per new record: best score, then earliest
-        first = np.ones(len(best), dtype=bool)
-        first[1:] = pairs[best[1:], 0] != pairs[best[:-1], 0]
-        hit = best[first]
-        j = pairs[hit, 0] - n_old
-        dup_of[j], est[j] = pairs[hit, 1], sim[hit]
-        if verify == "exact":
-            exact[j] = score[hit]
+        sim = (sigs.sig[pairs[:, 0]] == sigs.sig[pairs[:, 1]]).mean(axis=1) if len(pairs) else np.zeros(0)
+        if verify != "none":  # far below the threshold: a true match does that with p ~ 3e-6
+            likely = sim >= params.threshold - 4.5 * np.sqrt(params.threshold * (1 - params.threshold) / params.num_perm)
+            pairs, sim = pairs[likely], sim[likely]
+        order = np.lexsort((pairs[:, 1], -sim, pairs[:, 0]))  # per new record: best estimate, then earliest
+        pairs, sim = pairs[order], sim[order]
+        start = np.ones(len(pairs), dtype=bool)
+        start[1:] = pairs[1:, 0] != pairs[:-1, 0]
+        rank = np.arange(len(pairs)) - np.maximum.accumulate(np.where(start, np.arange(len(pairs)), 0))
+        for r in range(int(rank.max()) + 1 if len(rank) else 0):
+            try_now = np.flatnonzero((rank == r) & (dup_of[pairs[:, 0] - n_old] < 0))
+            if len(try_now) == 0:
+                break
+            _, score = scores(pairs[try_now, 0], pairs[try_now, 1])
+            ok = try_now[score >= params.threshold] if verify != "none" else try_now
+            j = pairs[ok, 0] - n_old
+            dup_of[j], est[j] = pairs[ok, 1], sim[ok]
+            if verify == "exact":
+                exact[j] = score[score >= params.threshold]
         # 2. the rest, incrementally, in file order
         perms = permutations(params.num_perm, params.seed)
         lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm, params=(params.bands, params.rows))

@@ -11,6 +11,8 @@ record or per pair.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
@@ -29,9 +31,14 @@ def lsh_params(threshold: float, num_perm: int, bands: int | None = None, rows: 
         return int(bands), int(rows)
     if bands is not None or rows is not None:
         raise ValueError("give both bands and rows, or neither")
-    from datasketch.lsh import _optimal_param
+    return _optimal(float(threshold), int(num_perm), float(false_positive_weight), float(false_negative_weight))
 
-    b, r = _optimal_param(threshold, num_perm, false_positive_weight, false_negative_weight)
+
+@lru_cache(maxsize=64)
+def _optimal(threshold: float, num_perm: int, fp: float, fn: float) -> tuple[int, int]:
+    from datasketch.lsh import _optimal_param  # numerical integration: ~0.3 s, so cached
+
+    b, r = _optimal_param(threshold, num_perm, fp, fn)
     return int(b), int(r)
 
 

@@ -84,7 +84,7 @@ class RayEngine:
 
     def __init__(self, address: str | None = None, block_rows: int | None = None, block_bytes: int = 64 << 20,
                  cpus_per_task: float = 1, partitions: int | None = None, num_cpus: int | None = None,
-                 object_store_memory: int | None = None):
+                 object_store_memory: int | None = None, prefetch: int = 1):
         self.address = address
         self.block_rows = block_rows
         self.block_bytes = block_bytes
@@ -99,6 +99,9 @@ class RayEngine:
         self.timings: dict[str, float] = {}  # seconds per distributed step, for benchmarks
         self.nodes_used: set[str] = set()  # Ray nodes that ran block tasks
         self.stages: list[dict[str, Any]] = []  # wall-clock span of every stage
+        self._loads: dict[Any, Any] = {}  # source loads submitted ahead (see _load_source)
+        self._loaded: set[str] = set()
+        self.prefetch = prefetch
         self._scope = ""
 
     # ------------------------------------------------------------------ connection
@@ -155,7 +158,18 @@ class RayEngine:
             return self._load_source(src, spec)
 
     def _load_source(self, src: SourceSpec, spec: Spec) -> Loaded:
-        raw_ref, removed_ref, meta_ref = _load.options(num_returns=3, num_cpus=self.cpus_per_task).remote(src, spec, self.cwd)
+        # Sources are read ``prefetch`` ahead: the next ones load while this one goes through
+        # its stages (the pipeline asks for them in turn); more would crowd the object store.
+        names = list(spec.sources)
+        if self._loads.get("key") != (id(spec), spec.hash) or src.name in self._loaded:  # a new build
+            self._loads, self._loaded = {"key": (id(spec), spec.hash)}, set()
+        at = names.index(src.name) if src.name in names else -1
+        for name in [src.name] + names[at + 1 : at + 1 + self.prefetch] if at >= 0 else [src.name]:
+            if name not in self._loads and name not in self._loaded:
+                s = spec.sources.get(name, src)
+                self._loads[name] = _load.options(num_returns=3, num_cpus=self.cpus_per_task).remote(s, spec, self.cwd)
+        self._loaded.add(src.name)
+        raw_ref, removed_ref, meta_ref = self._loads.pop(src.name)
         meta, removed = _get([meta_ref, removed_ref])
         rows = self._rows_per_block(meta["rows"], meta["nbytes"])
         frame = RayFrame(views(raw_ref, meta["rows"], rows), {src.name: meta["rows"]} if meta["rows"] else {}, "raw")

@@ -31,7 +31,7 @@ import ray
 from mixer.dedup import clusters as cl
 from mixer.dedup import lsh
 from mixer.dedup.jaccard import pair_jaccard, unique_sets
-from mixer.dedup.lsh import candidate_probability
+from mixer.dedup.lsh import candidate_probability, pair_lookup
 from mixer.dedup.near import MinHashParams, compute_signatures, normalized_texts, resolve
 from mixer.dedup.shingle import hash_shingles
 from mixer.dedup.signatures import similarity
@@ -117,8 +117,13 @@ _take = ray.remote(take_rows)
 _sets = ray.remote(sets_task)
 
 
+@ray.remote
+def _jaccard(sets: tuple[np.ndarray, np.ndarray, np.ndarray], ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    return pair_jaccard(*sets, ia, ib)
+
+
 def run_minhash(engine: RayEngine, step: StepSpec, frame: RayFrame, ctx: StepContext) -> StepResult:
-    from mixer.steps.minhash import MinHashConfig
+    from mixer.steps.minhash import MinHashConfig, _exact_verify
 
     cfg: MinHashConfig = step.config  # type: ignore[assignment]
     params = cfg.params()
@@ -154,24 +159,32 @@ def run_minhash(engine: RayEngine, step: StepSpec, frame: RayFrame, ctx: StepCon
 
     signatures = _SigRows(sig_refs, np.asarray(rep_start, dtype=np.int64))
     t = time.perf_counter()
-    if cfg.verify == "signature" and len(edges):
-        edges = edges[signatures.similarity(edges[:, 0], edges[:, 1]) >= cfg.threshold]
-    elif cfg.verify == "exact" and len(edges):
-        sets = _SetRows(engine, frame, reps, params, edges.reshape(-1))  # every member is an endpoint
-        edges = edges[sets.jaccard(edges[:, 0], edges[:, 1]) >= cfg.threshold]
+    sub = proxy[reps]
+    rank = cl.keep_rank(sub["source"], lengths, cfg.keep, ctx.source_order, cfg.priority)
+    checks, exact, sets = 0, np.zeros(0), None
+    if cfg.verify != "none" and len(edges):
+        est = signatures.similarity(edges[:, 0], edges[:, 1])
+        if cfg.verify == "signature":
+            edges = edges[est >= cfg.threshold]
+        else:  # the local step's own forest-based check, on sets computed where the records are
+            sets = _SetRows(engine, frame, reps, params, edges.reshape(-1))
+            edges, exact, checks = _exact_verify(len(reps), edges, est, rank, sets, cfg.threshold, cfg.num_perm)
     timings["verify"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    sub = proxy[reps]
-    rank = cl.keep_rank(sub["source"], lengths, cfg.keep, ctx.source_order, cfg.priority)
     found = resolve(len(reps), edges, rank, candidates)
     members = np.flatnonzero(found.size > 1)
     scores = {"similarity": np.ones(len(members))}
     gone = found.kept_of[members] != members
     scores["similarity"][gone] = np.round(signatures.similarity(members[gone], found.kept_of[members][gone]), 4)
     if cfg.verify == "exact":
+        a, b = members[gone], found.kept_of[members][gone]
+        known, jac = pair_lookup(edges, exact, a, b)
+        if (~known).any():
+            sets = sets or _SetRows(engine, frame, reps, params, np.concatenate([a, b]))
+            jac[~known] = sets.jaccard(a[~known], b[~known])
         scores["jaccard"] = np.ones(len(members))
-        scores["jaccard"][gone] = np.round(sets.jaccard(members[gone], found.kept_of[members][gone]), 4)
+        scores["jaccard"][gone] = np.round(jac, 4)
     outcome = cl.outcome_frame(
         proxy, reps[members], np.searchsorted(members, found.kept_of[members]), found.size[members], scores,
     ) if len(members) else cl.empty_outcome(scores)
@@ -196,6 +209,7 @@ def run_minhash(engine: RayEngine, step: StepSpec, frame: RayFrame, ctx: StepCon
         "records": proxy.height,
         "compared": int(len(reps)),
         "candidate_edges": int(candidates),
+        **({"exact_checks": int(checks)} if cfg.verify == "exact" else {}),
         "verified_edges": int(len(edges)),
         **cl.summary(outcome),
         "removed_rows": removed.height,
@@ -251,14 +265,17 @@ class _SetRows:
         self.sizes = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
         self.values = np.concatenate([v for _, v in parts]) if parts else np.zeros(0, np.uint32)
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64) if len(self.sizes) else np.zeros(0, np.int64)
+        self.cpus = engine.cpus_per_task
 
     def jaccard(self, a: np.ndarray, b: np.ndarray, batch: int = 100_000) -> np.ndarray:
-        """Exact Jaccard of pairs, in batches as the local set store does (bounded memory)."""
+        """Exact Jaccard of pairs, in batches of ``batch`` pairs (bounded memory); with more
+        than one batch, the sets are broadcast once and the batches run as tasks."""
         ia, ib = np.searchsorted(self.rows, a), np.searchsorted(self.rows, b)
-        out = np.empty(len(a), dtype=np.float64)
-        for s in range(0, len(a), batch):
-            out[s : s + batch] = pair_jaccard(self.starts, self.sizes, self.values, ia[s : s + batch], ib[s : s + batch])
-        return out
+        if len(a) <= batch:
+            return pair_jaccard(self.starts, self.sizes, self.values, ia, ib)
+        sets = ray.put((self.starts, self.sizes, self.values))
+        refs = [_jaccard.options(num_cpus=self.cpus).remote(sets, ia[s : s + batch], ib[s : s + batch]) for s in range(0, len(a), batch)]
+        return np.concatenate(_get(refs))
 
 
 def _cluster_table(engine: RayEngine, frame: RayFrame, outcome: pl.DataFrame, text: str, method: str) -> pl.DataFrame:
