@@ -218,10 +218,12 @@ def test_whole_source_formats_token_steps_and_grouped_samples(cluster: str, shar
         "sources": {
             "templated": {"load": {"path": str(shared_data / "train/alpaca_1k/alpaca_data_1k.json")},
                           "format": {"name": "alpaca", "template": "random"},
-                          "steps": [{"max_tokens": {"max_tokens": 120, "action": "truncate"}}],
+                          "steps": [{"max_tokens": {"max_tokens": 120}}],
                           "sample": {"by": "template", "n": {"w0": 20, "w1": 15, "n0": 30, "n2": 25}}},
             "code": {"load": {"path": str(shared_data / "train/codealpaca/data/code_alpaca_2k.json")}, "format": "alpaca",
                      "steps": [{"max_tokens": {"max_tokens": 60}}], "sample": {"fraction": 0.3}},
+            "chat": {"load": {"path": str(shared_data / "train/sharegpt_dummy/dummy_conversation.json")}, "format": "sharegpt",
+                     "steps": [{"max_tokens": {"max_tokens": 40, "action": "truncate"}}]},
         },
     }
     s = load_spec(write_spec(tmp_path, spec))
@@ -230,5 +232,5 @@ def test_whole_source_formats_token_steps_and_grouped_samples(cluster: str, shar
     _same_build(local.output, res.output)
     steps = {(e["scope"], e["step"]): e for e in res.manifest["steps"]}
     assert steps[("code", "max_tokens")]["info"]["dropped"] > 0
-    assert steps[("templated", "max_tokens")]["info"]["truncated"] > 0
+    assert steps[("chat", "max_tokens")]["info"]["truncated"] > 0
     assert res.manifest["sources"]["templated"]["kept"] == 90
