@@ -491,7 +491,8 @@ def _python_for(tool: str) -> str:
     return sys.executable
 
 
-def _tree_rss(pid: int) -> int:
+def _tree_rss(pid: int, cpu: dict[int, float] | None = None) -> int:
+    """RSS of the process tree; records each member's CPU seconds so far in ``cpu``."""
     import psutil
 
     try:
@@ -503,6 +504,9 @@ def _tree_rss(pid: int) -> int:
     for q in procs:
         try:
             total += q.memory_info().rss
+            if cpu is not None:
+                t = q.cpu_times()
+                cpu[q.pid] = max(cpu.get(q.pid, 0.0), t.user + t.system)
         except psutil.NoSuchProcess:
             pass
     return total
@@ -516,11 +520,12 @@ def run_process(cmd: list[str], timeout: float, env: dict | None = None) -> dict
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = [0]
+    seen: dict[int, float] = {}  # CPU seconds per process of the tree (pool workers included)
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            peak[0] = max(peak[0], _tree_rss(proc.pid, seen))
             done.wait(0.05)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -535,7 +540,8 @@ def run_process(cmd: list[str], timeout: float, env: dict | None = None) -> dict
     done.set()
     th.join()
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    # waited-for children (exact), or the sampled tree when workers were never waited for
+    cpu = max((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), sum(seen.values()))
     return {"rc": rc, "wall": time.perf_counter() - t0, "cpu": round(cpu, 2), "peak_rss_mb": round(peak[0] / 2**20, 1),
             "stdout": out, "stderr": err}
 

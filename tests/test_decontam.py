@@ -202,8 +202,8 @@ def test_dedup_and_threads_do_not_change_the_pairs(shared_data, small_suite):
 @pytest.mark.slow
 def test_index_agrees_with_brute_force_on_the_whole_suite(shared_data, eval_dir):
     ev = evalsets.load_many("tulu2+", data_dir=eval_dir)
-    frame = _sample_frame(shared_data, ev, 60, seed=5)
-    for params in (MatchParams(), MatchParams(rule="ngram"), MatchParams(rule="exact"), MatchParams(n=5, short_min_tokens=3),
+    frame = _sample_frame(shared_data, ev, 20, seed=5)
+    for params in (MatchParams(), MatchParams(rule="ngram"), MatchParams(rule="exact"),
                    MatchParams(rule="tulu3", eval_text="both", roles=["user", "assistant"])):
         assert _agree(frame, ev, params) > 0
 

@@ -197,8 +197,7 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
             mix = eng.concat(frames)
             for step in spec.mix:
                 rep.stage("mix", step.name)
-                ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope="mix",
-                                  progress=getattr(rep, "progress", None))
+                ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope="mix")
                 t0 = time.perf_counter()
                 before = eng.counts(mix)
                 res = eng.run_step(step, mix, ctx)
