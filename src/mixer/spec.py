@@ -309,6 +309,8 @@ def _check_paths(load: LoadConfig, root: Path, loc: Loc, probs: _Problems) -> No
     from mixer.io import InputError, expand_paths
 
     for i, pat in enumerate(load.paths):
+        if "://" in pat:
+            continue  # remote storage (fsspec URL): checked when the source is read
         try:
             expand_paths([pat], root)
         except InputError as e:

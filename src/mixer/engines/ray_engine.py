@@ -65,9 +65,7 @@ def _run_whole(op: Any, cwd: str | None, starts: list[int], lengths: list[int], 
 @ray.remote
 def _warm() -> str | None:
     from mixer.formats.base import get_format
-    from mixer.steps.base import load_builtin_steps
 
-    load_builtin_steps()
     get_format("messages")  # loads the format registry
     return ops.node_id()
 

@@ -82,34 +82,39 @@ def register(cls: type[Step]) -> type[Step]:
     return cls
 
 
+# Built-in steps by YAML name -> module. Only the module a spec names is imported, so a
+# build that never selects does not pay for torch, and the error for an unknown name can
+# list every step without importing them all.
+BUILTIN_STEPS = {
+    "keyword_filter": "mixer.steps.keyword",
+    "exact_dedup": "mixer.steps.exact",
+    "sample": "mixer.steps.sample",
+    "max_tokens": "mixer.steps.length",
+    "minhash": "mixer.steps.minhash",
+    "semantic": "mixer.steps.semantic",
+    "decontaminate": "mixer.steps.decontam",
+    "select": "mixer.steps.select",
+}
+
+
 def get_step(name: str) -> type[Step]:
-    load_builtin_steps()
+    import importlib
+
+    if name not in STEPS and name in BUILTIN_STEPS:
+        importlib.import_module(BUILTIN_STEPS[name])
     try:
         return STEPS[name]
     except KeyError:
-        raise KeyError(f"unknown step {name!r}; known: {', '.join(sorted(STEPS))}") from None
-
-
-_BUILTIN_STEP_MODULES = [
-    "mixer.steps.keyword",
-    "mixer.steps.exact",
-    "mixer.steps.sample",
-    "mixer.steps.length",
-    "mixer.steps.minhash",
-    "mixer.steps.semantic",
-    "mixer.steps.decontam",
-    "mixer.steps.select",
-]
+        known = sorted(set(STEPS) | set(BUILTIN_STEPS))
+        raise KeyError(f"unknown step {name!r}; known: {', '.join(known)}") from None
 
 
 def load_builtin_steps() -> None:
-    """Import the step modules that exist (each registers itself)."""
+    """Import every built-in step module (each registers itself)."""
     import importlib
-    import importlib.util
 
-    for mod in _BUILTIN_STEP_MODULES:
-        if importlib.util.find_spec(mod) is not None:
-            importlib.import_module(mod)
+    for mod in BUILTIN_STEPS.values():
+        importlib.import_module(mod)
 
 
 StepFn = Callable[[pl.DataFrame, StepContext], StepResult]
