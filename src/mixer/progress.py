@@ -5,6 +5,11 @@ A ``Reporter`` is what the pipeline talks to; ``NullReporter`` keeps library use
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -147,3 +152,61 @@ def in_notebook() -> bool:
 def auto_reporter() -> NullReporter:
     """A notebook table in Jupyter, rich bars in a terminal."""
     return NotebookReporter() if in_notebook() else RichReporter()
+
+
+@contextmanager
+def step_bar(description: str, total: float, shared: Any = None, every: float = 30.0) -> Iterator[Callable[[float], None]]:
+    """Progress of one long phase inside a step; yields ``advance(amount)``.
+
+    A task on the build's rich ``Progress`` when the step context carries one (the pipeline
+    passes ``RichReporter.progress``), else a transient bar of its own on a terminal, else a
+    log line to stderr at most every ``every`` seconds with the rate and ETA (batch jobs keep
+    their ETA in the log). ``MIXER_NO_PROGRESS`` silences all of it.
+    """
+    if os.environ.get("MIXER_NO_PROGRESS") or total <= 0:
+        yield lambda n: None
+        return
+    if shared is not None and hasattr(shared, "add_task"):
+        # The reporter's columns read a ``scope`` field: every task must carry one.
+        task = shared.add_task(description, total=total, scope="  " + description.split(":")[0])
+        try:
+            yield lambda n: shared.advance(task, n)
+        finally:
+            shared.remove_task(task)
+        return
+    if sys.stderr.isatty():
+        from rich.progress import TaskProgressColumn, TimeRemainingColumn
+
+        cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        with Progress(*cols, console=Console(stderr=True), transient=True) as own:
+            task = own.add_task(description, total=total)
+            yield lambda n: own.advance(task, n)
+        return
+    yield _LogLines(description, total, every)
+
+
+class _LogLines:
+    """``advance`` that prints ``done/total, rate, ETA`` at most every ``every`` seconds."""
+
+    def __init__(self, description: str, total: float, every: float):
+        self.description, self.total, self.every = description, total, every
+        self.done, self.t0 = 0.0, time.monotonic()
+        self.last = self.t0
+
+    def __call__(self, n: float) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last < self.every and self.done < self.total:
+            return
+        self.last = now
+        rate = self.done / max(now - self.t0, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        print(f"{self.description}: {self.done:,.0f}/{self.total:,.0f} ({rate:,.1f}/s, ETA {_hms(eta)})", file=sys.stderr, flush=True)
+
+
+def _hms(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

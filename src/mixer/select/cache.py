@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mixer.progress import step_bar
 from mixer.select.encoders import Encoder
-from mixer.select.progress import progress
 
 KEY = np.dtype([("hi", ">u8"), ("lo", ">u8")])
 STORE = {"float32": np.float32, "float16": np.float16}
@@ -168,7 +168,7 @@ def embed(
                 stats.computed += int(idx.size)
             done, vecs, last = [], [], time.monotonic()
 
-        with progress(f"{description} ({encoder.name})", int(missing.size), shared_progress) as advance:
+        with step_bar(f"{description} ({encoder.name})", int(missing.size), shared_progress) as advance:
             try:
                 for b in range(0, missing.size, bs):
                     idx = missing[b : b + bs]
