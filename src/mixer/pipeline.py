@@ -197,7 +197,8 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
             mix = eng.concat(frames)
             for step in spec.mix:
                 rep.stage("mix", step.name)
-                ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope="mix")
+                ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope="mix",
+                                  progress=getattr(rep, "progress", None))
                 t0 = time.perf_counter()
                 before = eng.counts(mix)
                 res = eng.run_step(step, mix, ctx)
@@ -277,7 +278,8 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     sample_info = None
     for step in steps:
         rep.stage(name, step.name)
-        ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope=name)
+        ctx = StepContext(seed=spec.seed, source_order=order, work_dir=tmp, tokenizer=spec.tokenizer, spec_dir=spec.root, scope=name,
+                          progress=getattr(rep, "progress", None))
         t0 = time.perf_counter()
         before = eng.counts(frame)
         res = eng.run_step(step, frame, ctx)
