@@ -31,7 +31,7 @@ import ray
 from mixer.dedup import clusters as cl
 from mixer.dedup import lsh
 from mixer.dedup.jaccard import pair_jaccard, unique_sets
-from mixer.dedup.lsh import candidate_probability, pair_lookup
+from mixer.dedup.lsh import pair_lookup
 from mixer.dedup.near import MinHashParams, compute_signatures, normalized_texts, resolve
 from mixer.dedup.shingle import hash_shingles
 from mixer.dedup.signatures import similarity
@@ -123,7 +123,7 @@ def _jaccard(sets: tuple[np.ndarray, np.ndarray, np.ndarray], ia: np.ndarray, ib
 
 
 def run_minhash(engine: RayEngine, step: StepSpec, frame: RayFrame, ctx: StepContext) -> StepResult:
-    from mixer.steps.minhash import MinHashConfig, _exact_verify
+    from mixer.steps.minhash import MinHashConfig, _exact_verify, ledger_detail, run_info
 
     cfg: MinHashConfig = step.config  # type: ignore[assignment]
     params = cfg.params()
@@ -188,10 +188,7 @@ def run_minhash(engine: RayEngine, step: StepSpec, frame: RayFrame, ctx: StepCon
     outcome = cl.outcome_frame(
         proxy, reps[members], np.searchsorted(members, found.kept_of[members]), found.size[members], scores,
     ) if len(members) else cl.empty_outcome(scores)
-    detail = pl.format("near-duplicate of {} ({}), estimated Jaccard {}", "kept_id", "kept_source", pl.col("similarity").round(3))
-    if cfg.verify == "exact":
-        detail = pl.format("{}, exact Jaccard {}", detail, pl.col("jaccard").round(3))
-    detail = pl.format("{}, cluster of {}", detail, "cluster_size")
+    detail = ledger_detail(cfg)
     if outcome.height:
         kept_proxy, removed = cl.split(proxy, outcome, step.name, "near_duplicate", detail)
         gone_rows = proxy.filter(~pl.col(POS).is_in(kept_proxy[POS].implode()))
@@ -201,21 +198,7 @@ def run_minhash(engine: RayEngine, step: StepSpec, frame: RayFrame, ctx: StepCon
     timings["cluster"] = time.perf_counter() - t
     table = _cluster_table(engine, frame, outcome, cfg.text, step.name)
     files = cl.write_side_files(ctx.work_dir, step.name, table, {"method": step.name, **params.to_json()})
-    info = {
-        "params": {"bands": params.bands, "rows": params.rows, "num_perm": params.num_perm,
-                   "threshold": params.threshold, "shingle": f"{params.shingling.kind}-{params.shingling.n}",
-                   "verify": cfg.verify, "keep": cfg.keep,
-                   "p_candidate_at_threshold": round(candidate_probability(params.threshold, params.bands, params.rows), 4)},
-        "records": proxy.height,
-        "compared": int(len(reps)),
-        "candidate_edges": int(candidates),
-        **({"exact_checks": int(checks)} if cfg.verify == "exact" else {}),
-        "verified_edges": int(len(edges)),
-        **cl.summary(outcome),
-        "removed_rows": removed.height,
-        "seconds": {k: round(v, 3) for k, v in timings.items()},
-        **({"files": files} if files else {}),
-    }
+    info = run_info(params, cfg, proxy.height, len(reps), candidates, checks, len(edges), outcome, removed.height, timings, files)
     return StepResult(kept, removed, info)
 
 

@@ -135,31 +135,41 @@ class MinHashDedup(Step):
         outcome = cl.outcome_frame(
             frame, reps[members], _local(found.kept_of[members], members), found.size[members], scores,
         ) if len(members) else cl.empty_outcome(scores)
-        detail = pl.format("near-duplicate of {} ({}), estimated Jaccard {}", "kept_id", "kept_source",
-                           pl.col("similarity").round(3))
-        if cfg.verify == "exact":
-            detail = pl.format("{}, exact Jaccard {}", detail, pl.col("jaccard").round(3))
-        detail = pl.format("{}, cluster of {}", detail, "cluster_size")
+        detail = ledger_detail(cfg)
         kept, removed = cl.split(frame, outcome, self.name, "near_duplicate", detail) if outcome.height else (frame, empty_removed())
         timings["cluster"] = time.perf_counter() - t
         table = cl.cluster_table(frame, outcome, cfg.text, self.name)
         files = cl.write_side_files(ctx.work_dir, self.name, table, {"method": self.name, **params.to_json()})
-        info = {
-            "params": {"bands": params.bands, "rows": params.rows, "num_perm": params.num_perm,
-                       "threshold": params.threshold, "shingle": f"{params.shingling.kind}-{params.shingling.n}",
-                       "verify": cfg.verify, "keep": cfg.keep,
-                       "p_candidate_at_threshold": round(candidate_probability(params.threshold, params.bands, params.rows), 4)},
-            "records": frame.height,
-            "compared": int(len(reps)),
-            "candidate_edges": int(candidates),
-            **({"exact_checks": int(checks)} if cfg.verify == "exact" else {}),
-            "verified_edges": int(len(edges)),
-            **cl.summary(outcome),
-            "removed_rows": removed.height,
-            "seconds": {k: round(v, 3) for k, v in timings.items()},
-            **({"files": files} if files else {}),
-        }
+        info = run_info(params, cfg, frame.height, len(reps), candidates, checks, len(edges), outcome, removed.height, timings, files)
         return StepResult(kept, removed, info)
+
+
+def ledger_detail(cfg: MinHashConfig) -> pl.Expr:
+    """The ``detail`` of a removed record: the kept id, the similarity, the cluster size."""
+    detail = pl.format("near-duplicate of {} ({}), estimated Jaccard {}", "kept_id", "kept_source", pl.col("similarity").round(3))
+    if cfg.verify == "exact":
+        detail = pl.format("{}, exact Jaccard {}", detail, pl.col("jaccard").round(3))
+    return pl.format("{}, cluster of {}", detail, "cluster_size")
+
+
+def run_info(params: Any, cfg: MinHashConfig, records: int, compared: int, candidates: int, checks: int, verified: int,
+             outcome: pl.DataFrame, removed_rows: int, timings: dict[str, float], files: Any) -> dict[str, Any]:
+    """The step's manifest entry (the same for every engine)."""
+    return {
+        "params": {"bands": params.bands, "rows": params.rows, "num_perm": params.num_perm,
+                   "threshold": params.threshold, "shingle": f"{params.shingling.kind}-{params.shingling.n}",
+                   "verify": cfg.verify, "keep": cfg.keep,
+                   "p_candidate_at_threshold": round(candidate_probability(params.threshold, params.bands, params.rows), 4)},
+        "records": records,
+        "compared": int(compared),
+        "candidate_edges": int(candidates),
+        **({"exact_checks": int(checks)} if cfg.verify == "exact" else {}),
+        "verified_edges": int(verified),
+        **cl.summary(outcome),
+        "removed_rows": removed_rows,
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+        **({"files": files} if files else {}),
+    }
 
 
 def _exact_verify(n: int, edges: np.ndarray, est: np.ndarray, rank: np.ndarray, sets, threshold: float,
