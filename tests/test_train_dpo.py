@@ -9,10 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from train.testing import hh_rlhf_frame, tiny_llama, write_build
+from train.testing import hh_rlhf_frame, write_build
 
-pytestmark = pytest.mark.shared_data
 runner = CliRunner()
+# fixtures one_thread, work, sample_build, model: tests/train_fixtures.py
+pytestmark = [pytest.mark.shared_data, pytest.mark.usefixtures("one_thread")]
 
 SETS = [
     "dtype=fp32",
@@ -27,32 +28,11 @@ SETS = [
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    return tmp_path_factory.mktemp("dpo")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two cores shared with other jobs: one intra-op thread is faster and steadier."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
 def pref_build(shared_data, work):
     """32 short HH-RLHF pairs (both sides under 400 characters: they fit max_length)."""
     frame = hh_rlhf_frame(shared_data / "train" / "hh_rlhf" / "harmless-base" / "test.jsonl.gz", limit=32, max_chars=400)
     assert frame.height == 32
     return write_build(frame, work / "hh-build", name="hh_rlhf")
-
-
-@pytest.fixture(scope="module")
-def model(work, shared_tokenizers):
-    return tiny_llama(work / "tiny-llama", str(shared_tokenizers / "llama2" / "tokenizer.model"))
 
 
 def dpo_args(build, model, out, steps: int, *extra: str) -> list[str]:

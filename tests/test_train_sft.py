@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from train.testing import tiny_llama
 
-pytestmark = pytest.mark.shared_data
 runner = CliRunner()
+# fixtures one_thread, work, sample_build, model: tests/train_fixtures.py
+pytestmark = [pytest.mark.shared_data, pytest.mark.usefixtures("one_thread")]
 
 STEPS = 24
 SETS = [
@@ -48,35 +48,6 @@ def metrics(run_dir) -> list[dict]:
 def losses(run_dir) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in metrics(run_dir) if "loss" in r}
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two cores shared with other jobs: one intra-op thread is faster and steadier."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    return tmp_path_factory.mktemp("sft")
-
-
-@pytest.fixture(scope="module")
-def sample_build(repo, work):
-    out = work / "build"
-    r = runner.invoke(app, ["build", str(repo / "mixtures" / "sample.yaml"), "-o", str(out), "--quiet"])
-    assert r.exit_code == 0, r.output
-    return out
-
-
-@pytest.fixture(scope="module")
-def model(work, shared_tokenizers):
-    return tiny_llama(work / "tiny-llama", str(shared_tokenizers / "llama2" / "tokenizer.model"))
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from train.testing import hh_rlhf_frame, tiny_llama, write_build
+from train.testing import hh_rlhf_frame, write_build
 
-pytestmark = pytest.mark.shared_data
 runner = CliRunner()
+# fixtures one_thread, work, sample_build, model: tests/train_fixtures.py
+pytestmark = [pytest.mark.shared_data, pytest.mark.usefixtures("one_thread")]
 
 STEPS = 4
 # fp32 everywhere: the comparison is about the distributed math, not mixed precision.
@@ -30,34 +31,6 @@ SETS = [
 # Summation order differs between 1 process x 4 micro-batches and 2 x 2 with a gloo
 # all-reduce, and Adam amplifies the last bits a little each step.
 REL_TOL = 1e-4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    return tmp_path_factory.mktemp("zero")
-
-
-@pytest.fixture(scope="module")
-def sample_build(repo, work):
-    out = work / "build"
-    r = runner.invoke(app, ["build", str(repo / "mixtures" / "sample.yaml"), "-o", str(out), "--quiet"])
-    assert r.exit_code == 0, r.output
-    return out
-
-
-@pytest.fixture(scope="module")
-def model(work, shared_tokenizers):
-    return tiny_llama(work / "tiny-llama", str(shared_tokenizers / "llama2" / "tokenizer.model"))
 
 
 def train(kind, build, model, out, *extra: str, sets=SETS) -> dict[int, dict]:
