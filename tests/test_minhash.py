@@ -27,7 +27,10 @@ from mixer.steps.base import StepContext, get_step
 from mixer.steps.minhash import MinHashConfig, MinHashDedup
 
 EDGE_CASES = ["", "a b", "Ｈｅｌｌｏ,  wörld ﬁ — “quoted” x\u00a0y\u3000z 😀 ok", "!!!", "  lead", "trail  ",
-              "ΣΑΣ Straße İstanbul", "a_b-c", "x..", "中文，标点。测试"]
+              "ΣΑΣ Straße İstanbul", "a_b-c", "x..", "中文，标点。测试",
+              # NFKC composes across characters: combining marks, Hangul jamo, a Tamil vowel sign
+              "cafe\u0301 Cafe\u0301 A\u030a \u1100\u1161\u11a8 \u0bc6\u0bbe \u2460 \u01c4 \uff21\u0301",
+              "\u0301lead mark", "plain ascii, UPPER and lower", "emoji 😀 only", "\u00e9t\u00e9 \u2026 \u00a0x"]
 
 
 def _alpaca(path: Path, out: str = "output") -> list[tuple[str, str]]:
@@ -107,6 +110,28 @@ def test_exact_jaccard_of_pairs() -> None:
     for k in range(200):
         x, y = set(sets[a[k]]), set(sets[b[k]])
         assert got[k] == pytest.approx(len(x & y) / len(x | y) if x | y else 0.0)
+
+
+def test_set_store_jaccard_with_identical_sets_and_threads(tmp_path: Path) -> None:
+    from mixer.dedup.near import SetStore
+
+    rng = np.random.default_rng(1)
+    base = [rng.choice(400, size=rng.integers(0, 60), replace=False) for _ in range(30)]
+    sets = base + [s.copy() for s in base[:10]] + [np.append(s, 999) for s in base[10:20]]  # copies, near-copies
+    off = np.cumsum([0] + [len(s) for s in sets])
+    store = SetStore(len(sets), tmp_path)
+    half = 25  # two chunks, added out of order as worker threads do
+    flat = np.concatenate(sets).astype(np.uint32)
+    store.add(half, flat[off[half]:], off[half:] - off[half])
+    store.add(0, flat[: off[half]], off[: half + 1])
+    store.finish()
+    store.threads = 2
+    a, b = rng.integers(0, len(sets), 3000), rng.integers(0, len(sets), 3000)
+    a[:40], b[:40] = np.arange(40) % 30, np.arange(40) % 30 + np.where(np.arange(40) < 10, 30, 0)
+    got = store.jaccard(a, b, batch=97)
+    for k in range(len(a)):
+        x, y = set(sets[a[k]].tolist()), set(sets[b[k]].tolist())
+        assert got[k] == pytest.approx(len(x & y) / len(x | y) if x | y else 0.0), k
 
 
 def test_forest_verification_gives_the_clusters_of_checking_every_edge() -> None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from mixer.records import base_id, removed_from, text_of
+from mixer.records import base_id, message_lists, removed_from, text_of
 
 KeepPolicy = Literal["first", "priority", "longest"]
 SNIPPET_CHARS = 200
@@ -51,7 +51,7 @@ def outcome_frame(frame: pl.DataFrame, rows: np.ndarray, kept: np.ndarray, size:
                   scores: dict[str, np.ndarray]) -> pl.DataFrame:
     """One row per record in a cluster of 2+ (``rows`` of ``frame``): id, source, the kept
     record's id and source (``kept`` indexes ``rows``), cluster size and scores."""
-    sub = frame[rows].select("id", "source")
+    sub = frame.select("id", "source")[rows]  # select first: gathering whole records is costly
     cols: dict[str, Any] = {
         "kept_id": sub["id"].to_numpy()[kept],
         "kept_source": sub["source"].to_numpy()[kept],
@@ -89,7 +89,7 @@ def cluster_table(frame: pl.DataFrame, outcome: pl.DataFrame, which: str, method
             pl.lit(None, pl.Utf8).alias("kept_source"), pl.lit(0, pl.Int64).alias("cluster_size"),
             pl.lit(None, pl.Utf8).alias("snippet"),
         )
-    snippets = text_of(frame[outcome["_rep"].to_numpy()], which).str.slice(0, SNIPPET_CHARS)
+    snippets = text_of(frame.select(message_lists(frame))[outcome["_rep"].to_numpy()], which).str.slice(0, SNIPPET_CHARS)
     return outcome.with_columns(
         pl.lit(method).alias("method"),
         pl.col("kept_id").alias("cluster"),

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from mixer.dedup import lsh
-from mixer.dedup.jaccard import pair_jaccard, unique_inverse, unique_sets
+from mixer.dedup.jaccard import pair_jaccard, set_fingerprints, unique_inverse, unique_sets
 from mixer.dedup.progress import progress_task
 from mixer.dedup.shingle import Shingling, hash_shingles, normalize_bytes
 from mixer.dedup.signatures import minhash, permutations, similarity
@@ -66,7 +66,9 @@ class SetStore:
         self._pos = 0
         self.starts = np.zeros(n, dtype=np.int64)
         self.sizes = np.zeros(n, dtype=np.int64)
+        self.fingerprints = np.zeros(n, dtype=np.uint64)
         self.values: np.ndarray = np.zeros(0, dtype=np.uint32)
+        self.threads = 1
 
     def add(self, i0: int, hashes: np.ndarray, offsets: np.ndarray) -> None:
         set_off, values = unique_sets(hashes, offsets)
@@ -76,16 +78,28 @@ class SetStore:
             self._pos += len(values)
         self.starts[i0 : i0 + len(set_off) - 1] = pos + set_off[:-1]
         self.sizes[i0 : i0 + len(set_off) - 1] = np.diff(set_off)
+        self.fingerprints[i0 : i0 + len(set_off) - 1] = set_fingerprints(set_off, values)
 
     def finish(self) -> None:
         self._file.close()
         if self._pos:
             self.values = np.memmap(self.path, dtype=np.uint32, mode="r", shape=(self._pos,))
 
-    def jaccard(self, a: np.ndarray, b: np.ndarray, batch: int = 100_000) -> np.ndarray:
-        out = np.empty(len(a), dtype=np.float64)
-        for s in range(0, len(a), batch):
-            out[s : s + batch] = pair_jaccard(self.starts, self.sizes, self.values, a[s : s + batch], b[s : s + batch])
+    def jaccard(self, a: np.ndarray, b: np.ndarray, batch: int = 20_000) -> np.ndarray:
+        """Exact Jaccard of pairs. Identical sets (same size and fingerprint: exact copies
+        after normalization, common in real mixes) score 1 without reading their members;
+        the rest are compared in batches on ``threads`` threads."""
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        out = np.ones(len(a), dtype=np.float64)
+        same = (self.sizes[a] == self.sizes[b]) & (self.fingerprints[a] == self.fingerprints[b]) & (self.sizes[a] > 0)
+        todo = np.flatnonzero(~same)
+
+        def part(s: int) -> tuple[int, np.ndarray]:
+            k = todo[s : s + batch]
+            return s, pair_jaccard(self.starts, self.sizes, self.values, a[k], b[k])
+
+        for s, jac in _map(part, list(range(0, len(todo), batch)), self.threads):
+            out[todo[s : s + batch]] = jac
         return out
 
 
@@ -170,6 +184,8 @@ def compute_signatures(frame: pl.DataFrame, params: MinHashParams, threads: int 
     nonempty = np.zeros(n, dtype=bool)
     lengths = np.zeros(n, dtype=np.int64)
     sets = SetStore(n, folder) if keep_sets and folder is not None else None
+    if sets is not None:
+        sets.threads = threads or default_threads()
     bounds = chunk_bounds(approx_bytes(frame), chunk_bytes)
 
     def work(bound: tuple[int, int]) -> int:
@@ -203,25 +219,33 @@ def _map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> Iterator[A
         yield from pool.map(fn, items)
 
 
-def candidate_edges(sigs: Signatures, progress: Any = None) -> np.ndarray:
-    """Unique candidate edges from all bands (records without shingles never match)."""
+def candidate_edges(sigs: Signatures, progress: Any = None, threads: int | None = None) -> np.ndarray:
+    """Unique candidate edges from all bands (records without shingles never match); bands
+    are sorted on ``threads`` threads."""
     index = np.flatnonzero(sigs.nonempty)
     parts: list[np.ndarray] = []
     bands = sigs.keys.shape[0]
     with progress_task("minhash: LSH bands", bands, progress) as advance:
-        for j in range(bands):
-            parts.append(lsh.band_edges(np.asarray(sigs.keys[j])[index], index))
+        for edges in _map(lambda j: lsh.band_edges(np.asarray(sigs.keys[j])[index], index), list(range(bands)),
+                          threads or default_threads()):
+            parts.append(edges)
             if sum(len(p) for p in parts) > 20_000_000:  # keep the edge list bounded
                 parts = [lsh.unique_edges(np.concatenate(parts))]
             advance(1)
     return lsh.unique_edges(np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64))
 
 
-def signature_similarity(sig: np.ndarray, a: np.ndarray, b: np.ndarray, batch: int = 262_144) -> np.ndarray:
-    """Estimated Jaccard of record pairs (a[k], b[k]), gathered in batches (memmap friendly)."""
+def signature_similarity(sig: np.ndarray, a: np.ndarray, b: np.ndarray, batch: int = 65_536,
+                         threads: int | None = None) -> np.ndarray:
+    """Estimated Jaccard of record pairs (a[k], b[k]), gathered in batches (memmap friendly)
+    on ``threads`` threads."""
     out = np.empty(len(a), dtype=np.float64)
-    for s in range(0, len(a), batch):
+
+    def part(s: int) -> None:
         out[s : s + batch] = similarity(sig[a[s : s + batch]], sig[b[s : s + batch]])
+
+    for _ in _map(part, list(range(0, len(a), batch)), threads or default_threads()):
+        pass
     return out
 
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 EMPTY = np.uint32(0xFFFFFFFF)  # datasketch's value for "no shingle seen"
-_BLOCK_SHINGLES = 8192
+_BLOCK_SHINGLES = 4096
 
 
 @lru_cache(maxsize=8)

@@ -102,7 +102,7 @@ class MinHashDedup(Step):
         timings["signatures"] = time.perf_counter() - t
         try:
             t = time.perf_counter()
-            edges = candidate_edges(sigs, ctx.progress)
+            edges = candidate_edges(sigs, ctx.progress, cfg.threads)
             candidates = len(edges)
             timings["lsh"] = time.perf_counter() - t
             t = time.perf_counter()
