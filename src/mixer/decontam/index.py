@@ -19,6 +19,7 @@ import polars as pl
 
 from mixer.decontam import hashing as H
 from mixer.decontam.tokenize import Tokens, Vocabulary
+from mixer.dedup.jaccard import sorted_unique
 
 MAX_PAIRS = 16_000_000  # postings expanded per batch; bounds memory on template-heavy data
 
@@ -217,7 +218,7 @@ class EvalIndex:
         n = self.settings.n
         if len(rec) == 0:
             return _empty_pairs()
-        key = np.unique(rec.astype(np.int64) * np.int64(self.n_grams) + g)
+        key = sorted_unique(rec.astype(np.int64) * np.int64(self.n_grams) + g)  # np.unique: ~15x slower
         rec_u, g_u = key // self.n_grams, key % self.n_grams
         sizes = self.post_off[g_u + 1] - self.post_off[g_u]
         # batch at record boundaries so one batch never holds more than MAX_PAIRS postings

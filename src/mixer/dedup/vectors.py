@@ -18,6 +18,8 @@ import numpy as np
 from mixer.dedup.lsh import unique_edges
 from mixer.dedup.progress import progress_task
 
+TRAIN_POINTS_PER_LIST = 64
+
 
 def gpu_available() -> bool:
     import faiss
@@ -41,7 +43,10 @@ def build_index(x: np.ndarray, kind: str, nlist: int | None = None, nprobe: int 
         nlist = nlist or max(1, min(int(4 * np.sqrt(len(x))), len(x) // 39 or 1))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
-        sample = x if len(x) <= 256 * nlist else x[np.sort(rng.choice(len(x), 256 * nlist, replace=False))]
+        # 64 training points per list (faiss warns below 39 and caps at 256): at 1M vectors
+        # and 4,000 lists, k-means on 256 per list took 231 s of a 490 s search on 2 cores
+        per_list = TRAIN_POINTS_PER_LIST
+        sample = x if len(x) <= per_list * nlist else x[np.sort(rng.choice(len(x), per_list * nlist, replace=False))]
         index.cp.seed = seed
         index.train(np.ascontiguousarray(sample))
         index.nprobe = min(nprobe, nlist)

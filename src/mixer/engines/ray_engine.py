@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 import ray
 
+from mixer.dedup.jaccard import sorted_unique
 from mixer.engines import ray_ops as ops
 from mixer.engines.base import EngineError, add_counts
 from mixer.engines.merge import REPEAT_RULES, ROW_LOCAL_STEPS, MergeError, format_rules, merge_infos
@@ -285,7 +286,7 @@ class RayEngine:
 
     def take(self, frame: RayFrame, positions: np.ndarray) -> pl.DataFrame:
         """Whole records at global ``positions`` (in position order), fetched from their blocks."""
-        positions = np.unique(np.asarray(positions, dtype=np.int64))
+        positions = sorted_unique(np.asarray(positions, dtype=np.int64))
         offsets = frame.offsets()
         which = np.searchsorted(offsets, positions, side="right") - 1
         refs = []

@@ -30,7 +30,7 @@ import ray
 
 from mixer.dedup import clusters as cl
 from mixer.dedup import lsh
-from mixer.dedup.jaccard import pair_jaccard, unique_sets
+from mixer.dedup.jaccard import pair_jaccard, sorted_unique, unique_sets
 from mixer.dedup.lsh import pair_lookup
 from mixer.dedup.near import MinHashParams, compute_signatures, normalized_texts, resolve
 from mixer.dedup.shingle import hash_shingles
@@ -210,7 +210,7 @@ class _SigRows:
 
     def rows(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(sorted unique rows, their signature matrix), one fetch task per block."""
-        uniq = np.unique(np.asarray(r, dtype=np.int64))
+        uniq = sorted_unique(np.asarray(r, dtype=np.int64))
         which = np.searchsorted(self.starts, uniq, side="right") - 1
         pieces = [_take.remote(self.refs[i], uniq[which == i] - self.starts[i]) for i in np.unique(which)]
         got = _get(pieces)
@@ -234,7 +234,7 @@ class _SetRows:
     pair Jaccards (``mixer.dedup.jaccard.pair_jaccard``, as the local step's set store)."""
 
     def __init__(self, engine: RayEngine, frame: RayFrame, reps: np.ndarray, params: MinHashParams, rows: np.ndarray):
-        self.rows = np.unique(np.asarray(rows, dtype=np.int64))
+        self.rows = sorted_unique(np.asarray(rows, dtype=np.int64))
         positions = reps[self.rows]
         offsets = frame.offsets()
         which = np.searchsorted(offsets, positions, side="right") - 1
@@ -265,7 +265,7 @@ def _cluster_table(engine: RayEngine, frame: RayFrame, outcome: pl.DataFrame, te
     if outcome.height == 0:
         return cl.cluster_table(pl.DataFrame(), outcome, text, method)
     pos = outcome["_rep"].to_numpy()
-    rows = np.unique(pos)
+    rows = sorted_unique(pos)
     small = engine.take(frame, rows)
     return cl.cluster_table(small, outcome.with_columns(pl.Series("_rep", np.searchsorted(rows, pos))), text, method)
 
