@@ -119,13 +119,12 @@ def test_set_store_jaccard_with_identical_sets_and_threads(tmp_path: Path) -> No
     base = [rng.choice(400, size=rng.integers(0, 60), replace=False) for _ in range(30)]
     sets = base + [s.copy() for s in base[:10]] + [np.append(s, 999) for s in base[10:20]]  # copies, near-copies
     off = np.cumsum([0] + [len(s) for s in sets])
-    store = SetStore(len(sets), tmp_path)
+    store = SetStore(len(sets), tmp_path, threads=2)
     half = 25  # two chunks, added out of order as worker threads do
     flat = np.concatenate(sets).astype(np.uint32)
     store.add(half, flat[off[half]:], off[half:] - off[half])
     store.add(0, flat[: off[half]], off[: half + 1])
     store.finish()
-    store.threads = 2
     a, b = rng.integers(0, len(sets), 3000), rng.integers(0, len(sets), 3000)
     a[:40], b[:40] = np.arange(40) % 30, np.arange(40) % 30 + np.where(np.arange(40) < 10, 30, 0)
     got = store.jaccard(a, b, batch=97)

@@ -37,8 +37,9 @@ def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     cumulative sum of steps: 1 inside a range, a jump at each range's start)."""
     lengths = np.asarray(lengths, dtype=np.int64)
     starts = np.asarray(starts, dtype=np.int64)
-    if not (lengths > 0).all():
-        starts, lengths = starts[lengths > 0], lengths[lengths > 0]
+    nonempty = lengths > 0
+    if not nonempty.all():
+        starts, lengths = starts[nonempty], lengths[nonempty]
     total = int(lengths.sum())
     if total == 0:
         return np.zeros(0, dtype=np.int64)

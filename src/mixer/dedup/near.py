@@ -59,7 +59,7 @@ class SetStore:
     to a file and read back memory-mapped: exact verification without recomputing shingles
     and without holding them all in RAM."""
 
-    def __init__(self, n: int, folder: Path):
+    def __init__(self, n: int, folder: Path, threads: int = 1):
         self.path = folder / "shingle_sets.u32"
         self._file = open(self.path, "wb")  # noqa: SIM115 - closed in finish()
         self._lock = threading.Lock()
@@ -68,7 +68,7 @@ class SetStore:
         self.sizes = np.zeros(n, dtype=np.int64)
         self.fingerprints = np.zeros(n, dtype=np.uint64)
         self.values: np.ndarray = np.zeros(0, dtype=np.uint32)
-        self.threads = 1
+        self.threads = threads  # for jaccard()
 
     def add(self, i0: int, hashes: np.ndarray, offsets: np.ndarray) -> None:
         set_off, values = unique_sets(hashes, offsets)
@@ -183,9 +183,7 @@ def compute_signatures(frame: pl.DataFrame, params: MinHashParams, threads: int 
     keys = _alloc((params.bands, n), np.uint64, folder if big else None, "band_keys")
     nonempty = np.zeros(n, dtype=bool)
     lengths = np.zeros(n, dtype=np.int64)
-    sets = SetStore(n, folder) if keep_sets and folder is not None else None
-    if sets is not None:
-        sets.threads = threads or default_threads()
+    sets = SetStore(n, folder, threads or default_threads()) if keep_sets and folder is not None else None
     bounds = chunk_bounds(approx_bytes(frame), chunk_bytes)
 
     def work(bound: tuple[int, int]) -> int:

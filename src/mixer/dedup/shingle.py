@@ -35,6 +35,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from mixer.dedup.jaccard import sorted_unique
+
 _M64 = (1 << 64) - 1
 _BASE = 0x9E3779B97F4A7C15  # odd: invertible modulo 2**64
 _BASE_INV = pow(_BASE, -1, 1 << 64)
@@ -71,7 +73,7 @@ _FLAG_SEP_STABLE = 8  # a separator whose NFKC form is all separators (strip_pun
 _FLAG_SPACE_STABLE = 16  # the same for whitespace (without strip_punctuation)
 _FLAG_KNOWN = 128
 _CP_FLAGS = np.zeros(0x110000, dtype=np.uint8)  # filled lazily, per codepoint seen
-_COMPOSES_LOCK = threading.Lock()
+_CLASSIFY_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -116,8 +118,8 @@ def _cp_flags(cps: np.ndarray) -> np.ndarray:
     flags = _CP_FLAGS[cps]
     unknown = cps[(flags & _FLAG_KNOWN) == 0]
     if len(unknown):
-        with _COMPOSES_LOCK:
-            for cp in np.unique(unknown).tolist():
+        with _CLASSIFY_LOCK:
+            for cp in sorted_unique(unknown).tolist():
                 _CP_FLAGS[cp] = _classify(cp)
         flags = _CP_FLAGS[cps]
     return flags
@@ -154,14 +156,12 @@ def _byte_map(lowercase: bool, strip_punctuation: bool) -> bytes:
     return bytes(table)
 
 
-def _unicode_pass(texts: pl.Series, data: np.ndarray, offsets: np.ndarray, cfg: Shingling) -> pl.Series | None:
-    """NFKC and lower-casing (polars) applied only to texts holding a character they can change:
-    a text of ASCII and NFKC-stable, uncased characters is already normalized, and plain
-    ASCII upper case is lowered bytewise later. None when no text needs it."""
-    lead, _, cps = _codepoints(data)
-    if len(lead) == 0:
-        return None
-    flags = _cp_flags(cps)
+def _unicode_pass(texts: pl.Series, offsets: np.ndarray, lead: np.ndarray, flags: np.ndarray,
+                  cfg: Shingling) -> pl.Series | None:
+    """NFKC and lower-casing (polars) applied only to texts holding a character they can change
+    (``lead``/``flags``: the multi-byte characters of the texts' UTF-8): a text of ASCII and
+    NFKC-stable, uncased characters is already normalized, and plain ASCII upper case is
+    lowered bytewise later. None when no text needs it."""
     stable = _FLAG_SEP_STABLE if cfg.strip_punctuation else _FLAG_SPACE_STABLE
     hit = ((flags & _FLAG_NEEDS_UNICODE) != 0) & ((flags & stable) == 0)
     if not hit.any():
@@ -180,16 +180,19 @@ def normalize_bytes(texts: pl.Series, cfg: Shingling) -> tuple[np.ndarray, np.nd
     """Normalized texts as UTF-8 bytes back to back, and n+1 offsets (nulls are empty)."""
     texts = texts.fill_null("")
     data, offsets = _utf8(texts)
-    if cfg.nfkc or cfg.lowercase:
-        changed = _unicode_pass(texts, data, offsets, cfg)
+    lead, width, cps = _codepoints(data)
+    flags = _cp_flags(cps)
+    if (cfg.nfkc or cfg.lowercase) and len(lead):
+        changed = _unicode_pass(texts, offsets, lead, flags, cfg)
         if changed is not None:
             data, offsets = _utf8(changed)
+            lead, width, cps = _codepoints(data)
+            flags = _cp_flags(cps)
     # ASCII: one table lookup per byte (C speed) maps separators to spaces and lower-cases
     out = np.frombuffer(data.tobytes().translate(_byte_map(cfg.lowercase, cfg.strip_punctuation)), dtype=np.uint8)
-    lead, width, cps = _codepoints(data)
     if len(lead):
         flag = _FLAG_NOT_ALNUM if cfg.strip_punctuation else _FLAG_SPACE
-        is_sep = (_cp_flags(cps) & flag) != 0
+        is_sep = (flags & flag) != 0
         if is_sep.any():
             out = out.copy()
             sep_lead, w = lead[is_sep], width[is_sep]

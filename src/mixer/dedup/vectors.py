@@ -45,8 +45,8 @@ def build_index(x: np.ndarray, kind: str, nlist: int | None = None, nprobe: int 
         rng = np.random.default_rng(seed)
         # 64 training points per list (faiss warns below 39 and caps at 256): at 1M vectors
         # and 4,000 lists, k-means on 256 per list took 231 s of a 490 s search on 2 cores
-        per_list = TRAIN_POINTS_PER_LIST
-        sample = x if len(x) <= per_list * nlist else x[np.sort(rng.choice(len(x), per_list * nlist, replace=False))]
+        size = TRAIN_POINTS_PER_LIST * nlist
+        sample = x if len(x) <= size else x[np.sort(rng.choice(len(x), size, replace=False))]
         index.cp.seed = seed
         index.train(np.ascontiguousarray(sample))
         index.nprobe = min(nprobe, nlist)
