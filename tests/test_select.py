@@ -384,7 +384,8 @@ def test_embedding_method_prefers_the_targets_neighbours(minilm, repo: Path, tmp
     res = build(load_spec(spec), tmp_path / "out")
     assert res.mixture["source"].to_list() == ["code"] * 6
     info = next(e for e in res.manifest["steps"] if e["step"] == "select")["info"]
-    assert info["template"] == "plain" and info["embedding"]["model"] == "all-MiniLM-L6-v2"
+    assert info["template"] == "plain" and info["embedding"]["model"] == "static:all-MiniLM-L6-v2"
+    assert info["embedding"]["distillation"]["pca_dims"] == 256  # the static default, distilled once
 
 
 def test_config_errors_and_shortfall(repo: Path, tmp_path: Path) -> None:

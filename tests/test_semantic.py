@@ -12,6 +12,7 @@ import pytest
 
 from mixer.dedup.vectors import similar_pairs
 from mixer.records import sft_frame
+from mixer.select.models import MINILM
 from mixer.steps.base import StepContext, get_step
 from mixer.steps.semantic import SemanticConfig, SemanticDedup
 
@@ -48,7 +49,7 @@ def first_run(prompts: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("sem") / ".out.tmp-1-2"
     work.mkdir()
     ctx = StepContext(source_order=["alpaca-7b", "vicuna-13b", "rewritten"], work_dir=work)
-    return SemanticDedup(SemanticConfig(text="user", threshold=0.9)).run(prompts, ctx), work
+    return SemanticDedup(SemanticConfig(model=MINILM, text="user", threshold=0.9)).run(prompts, ctx), work
 
 
 def test_duplicates_found_and_named(first_run, prompts: pl.DataFrame) -> None:
@@ -71,7 +72,7 @@ def test_duplicates_found_and_named(first_run, prompts: pl.DataFrame) -> None:
 def test_embeddings_cached_in_build_and_reused_on_rebuild(first_run, prompts: pl.DataFrame) -> None:
     res, work = first_run
     assert (work / res.info["files"]["cache"]).is_dir()
-    again = SemanticDedup(SemanticConfig(text="user", threshold=0.9)).run(prompts, StepContext(work_dir=work))
+    again = SemanticDedup(SemanticConfig(model=MINILM, text="user", threshold=0.9)).run(prompts, StepContext(work_dir=work))
     assert again.info["embedded"] == 0 and again.info["from_cache"] == res.info["distinct_texts"]
     # a rebuild: the finished build "out" is replaced from a fresh temp folder next to it
     out = work.parent / "out"
@@ -79,7 +80,7 @@ def test_embeddings_cached_in_build_and_reused_on_rebuild(first_run, prompts: pl
     (out / "manifest.json").write_text("{}")
     fresh = work.parent / ".out.tmp-3-4"
     fresh.mkdir()
-    third = SemanticDedup(SemanticConfig(text="user", threshold=0.9)).run(prompts, StepContext(work_dir=fresh))
+    third = SemanticDedup(SemanticConfig(model=MINILM, text="user", threshold=0.9)).run(prompts, StepContext(work_dir=fresh))
     assert third.info["cache_files_reused"] > 0 and third.info["embedded"] == 0
     assert third.removed.equals(again.removed)
     out.rename(work)  # leave the module fixture's folder in place

@@ -1,12 +1,23 @@
-"""Pairs of embeddings above a cosine threshold, with faiss.
+"""Pairs of embeddings above a cosine threshold: an exact, blocked self-join.
 
-Vectors are L2-normalized, so inner product is cosine. Small pools use an exact flat index
-and ``range_search`` (every pair above the threshold, none missed); large pools an IVF index
-(trained on a sample, ``nprobe`` lists probed per query: near neighbours in lists that are
-not probed can be missed, the scores of those found are exact). With faiss-gpu and a GPU,
-the index moves to the GPU, where range search is not available: each vector's ``k``
-nearest neighbours are searched and kept when above the threshold (a cluster larger than
-``k`` stays connected through chains). Queries run in batches so result memory stays small.
+Vectors are unit length, so inner product is cosine, and every reported score is computed
+from the stored float32 vectors by a matrix product (BLAS): no pair is scored from a
+compressed code. Which pairs get compared depends on the pool's size:
+
+- ``flat`` (small pools): every pair, in blocks of the upper triangle. Nothing is missed.
+- ``ivf`` (large pools): a partition self-join. Spherical k-means (faiss, on a sample) gives
+  ``nlist`` centroids; each vector lives in the list of its nearest centroid and is compared
+  with the lists of its ``nprobe`` nearest centroids, one matrix product per list. A pair is
+  found when either vector probes the other's list; near-duplicates (cosine >= 0.9) sit in
+  the same or a neighbouring cell, so nprobe 2-3 finds >= 99% of them (measured in
+  ``benchmarks/semantic_dedup.py``) at about ``nprobe / nlist`` of flat's cost.
+- ``gpu``: with faiss-gpu and a GPU, each vector's ``k`` nearest neighbours come from a faiss
+  GPU index, and the pairs above the threshold are rescored on the CPU from the float32
+  vectors (a cluster larger than ``k`` stays connected through chains).
+
+The vectors may be a memory map (``numpy.load(..., mmap_mode="r")`` of the step's shards):
+the search reads them block by block (assignment) and list by list (join), so memory holds
+one block and one list's rows, not the pool.
 """
 
 from __future__ import annotations
@@ -18,7 +29,10 @@ import numpy as np
 from mixer.dedup.lsh import unique_edges
 from mixer.dedup.progress import progress_task
 
-TRAIN_POINTS_PER_LIST = 64
+TRAIN_POINTS_PER_LIST = 32
+KMEANS_ITERATIONS = 4  # the partition only has to put close vectors together, not be optimal
+BLOCK = 8192  # rows per block of the flat join and of the assignment pass
+PARTITION_DIMS = 64
 
 
 def gpu_available() -> bool:
@@ -33,59 +47,152 @@ def choose_index(n: int, kind: Literal["auto", "flat", "ivf"], flat_max: int) ->
     return "flat" if n <= flat_max else "ivf"
 
 
-def build_index(x: np.ndarray, kind: str, nlist: int | None = None, nprobe: int = 16, seed: int = 0) -> Any:
+def default_nlist(n: int) -> int:
+    """~4 sqrt(n) lists: assignment (n x nlist at 64 dims) and join (n x nprobe x n/nlist at
+    full width, times the lists' imbalance) cost alike."""
+    return max(1, min(int(4 * np.sqrt(n)), n // TRAIN_POINTS_PER_LIST or 1))
+
+
+def _pairs(a_rows: np.ndarray, b_rows: np.ndarray, sims: np.ndarray, radius: np.float32) -> np.ndarray:
+    r, c = np.nonzero(sims >= radius)
+    a, b = a_rows[r], b_rows[c]
+    keep = a != b
+    return np.stack([np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])], axis=1)
+
+
+def flat_pairs(x: np.ndarray, radius: np.float32, progress: Any = None) -> np.ndarray:
+    """Every pair with x_i . x_j >= radius: blocks of the upper triangle."""
+    n = len(x)
+    starts = range(0, n, BLOCK)
+    parts = []
+    with progress_task("semantic: neighbours (flat)", n, progress) as advance:
+        for s in starts:
+            left = np.asarray(x[s : s + BLOCK], dtype=np.float32)
+            rows = np.arange(s, s + len(left))
+            for t in range(s, n, BLOCK):
+                right = left if t == s else np.asarray(x[t : t + BLOCK], dtype=np.float32)
+                parts.append(_pairs(rows, np.arange(t, t + len(right)), left @ right.T, radius))
+            advance(len(left))
+    return unique_edges(np.concatenate(parts)) if parts else np.zeros((0, 2), dtype=np.int64)
+
+
+def partition(x: np.ndarray, nlist: int, nprobe: int, seed: int = 0) -> np.ndarray:
+    """The ``nprobe`` nearest of ``nlist`` spherical k-means centroids of every vector (first =
+    its home list). Centroids and assignment work in the top ``PARTITION_DIMS`` principal
+    directions of a seeded sample (4x cheaper than full width for 256-d vectors; the
+    partition only groups vectors, every score is computed at full width later)."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    size = min(len(x), TRAIN_POINTS_PER_LIST * nlist)
+    sample = np.asarray(x[np.sort(rng.choice(len(x), size, replace=False))], dtype=np.float32)
+    dims = min(PARTITION_DIMS, x.shape[1])
+    mean = sample.mean(axis=0)
+    basis = np.linalg.svd(sample[: 20_000] - mean, full_matrices=False)[2][:dims].T.copy()
+
+    def project(v: np.ndarray) -> np.ndarray:
+        p = (np.asarray(v, dtype=np.float32) - mean) @ basis
+        return p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+
+    km = faiss.Kmeans(dims, nlist, niter=KMEANS_ITERATIONS, spherical=True, seed=seed,
+                      max_points_per_centroid=TRAIN_POINTS_PER_LIST, verbose=False)
+    km.cp.min_points_per_centroid = 1  # the sample is small on purpose: no warning
+    km.train(project(sample))
+    index = faiss.IndexFlatIP(dims)
+    index.add(km.centroids)
+    out = np.empty((len(x), nprobe), dtype=np.int64)
+    for s in range(0, len(x), 8 * BLOCK):
+        _, out[s : s + 8 * BLOCK] = index.search(project(x[s : s + 8 * BLOCK]), nprobe)
+    return out
+
+
+def centroids(x: np.ndarray, nlist: int, seed: int = 0) -> np.ndarray:
+    """Full-width spherical k-means centroids of a seeded sample (the GPU index's lists)."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    size = min(len(x), TRAIN_POINTS_PER_LIST * nlist)
+    sample = np.asarray(x[np.sort(rng.choice(len(x), size, replace=False))], dtype=np.float32)
+    km = faiss.Kmeans(x.shape[1], nlist, niter=KMEANS_ITERATIONS, spherical=True, seed=seed,
+                      max_points_per_centroid=TRAIN_POINTS_PER_LIST, verbose=False)
+    km.cp.min_points_per_centroid = 1
+    km.train(sample)
+    return km.centroids
+
+
+def ivf_pairs(x: np.ndarray, radius: np.float32, nlist: int, nprobe: int, seed: int = 0,
+              progress: Any = None) -> np.ndarray:
+    """Pairs found by the partition self-join (see the module docstring), scores exact."""
+    cells = partition(x, nlist, min(nprobe, nlist), seed)
+    home = cells[:, 0]
+    members = np.argsort(home, kind="stable")
+    m_bounds = np.searchsorted(home[members], np.arange(nlist + 1))
+    probes = np.argsort(cells.ravel(), kind="stable")
+    p_bounds = np.searchsorted(cells.ravel()[probes], np.arange(nlist + 1))
+    probers = probes // cells.shape[1]
+    del cells, probes
+    parts = []
+    with progress_task("semantic: neighbours (ivf)", nlist, progress) as advance:
+        for cell in range(nlist):
+            d_rows = members[m_bounds[cell] : m_bounds[cell + 1]]
+            q_rows = np.sort(probers[p_bounds[cell] : p_bounds[cell + 1]])
+            if len(d_rows) and len(q_rows):
+                d = np.asarray(x[d_rows], dtype=np.float32)
+                for s in range(0, len(q_rows), BLOCK):
+                    q = q_rows[s : s + BLOCK]
+                    parts.append(_pairs(q, d_rows, np.asarray(x[q], dtype=np.float32) @ d.T, radius))
+            advance(1)
+    return unique_edges(np.concatenate(parts)) if parts else np.zeros((0, 2), dtype=np.int64)
+
+
+def gpu_pairs(x: np.ndarray, radius: np.float32, k: int, nlist: int | None, nprobe: int) -> np.ndarray:
+    """k nearest neighbours on a faiss GPU index (flat, or IVF for large pools), rescored on
+    the CPU from the float32 vectors."""
     import faiss
 
     d = x.shape[1]
-    if kind == "flat":
-        index = faiss.IndexFlatIP(d)
+    if nlist:
+        cpu = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        cpu.train(centroids(x, nlist))  # k-means on the CPU sample; lists filled on the GPU
+        cpu.nprobe = nprobe
     else:
-        nlist = nlist or max(1, min(int(4 * np.sqrt(len(x))), len(x) // 39 or 1))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(seed)
-        # 64 training points per list (faiss warns below 39 and caps at 256): at 1M vectors
-        # and 4,000 lists, k-means on 256 per list took 231 s of a 490 s search on 2 cores
-        size = TRAIN_POINTS_PER_LIST * nlist
-        sample = x if len(x) <= size else x[np.sort(rng.choice(len(x), size, replace=False))]
-        index.cp.seed = seed
-        index.train(np.ascontiguousarray(sample))
-        index.nprobe = min(nprobe, nlist)
-    index.add(x)
-    return index
+        cpu = faiss.IndexFlatIP(d)
+    index = faiss.index_cpu_to_all_gpus(cpu)
+    for s in range(0, len(x), 8 * BLOCK):
+        index.add(np.asarray(x[s : s + 8 * BLOCK], dtype=np.float32))
+    parts = []
+    kk = min(k, len(x))
+    for s in range(0, len(x), BLOCK):
+        q = np.asarray(x[s : s + BLOCK], dtype=np.float32)
+        _, nbr = index.search(q, kk)
+        a = np.repeat(np.arange(s, s + len(q)), kk)
+        b = nbr.ravel()
+        ok = (b >= 0) & (a != b)
+        a, b = a[ok], b[ok]
+        exact = np.einsum("ij,ij->i", np.asarray(x[a], dtype=np.float32), np.asarray(x[b], dtype=np.float32))
+        keep = exact >= radius
+        parts.append(np.stack([np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])], axis=1))
+    return unique_edges(np.concatenate(parts)) if parts else np.zeros((0, 2), dtype=np.int64)
 
 
-def similar_pairs(x: np.ndarray, threshold: float, kind: str = "flat", nlist: int | None = None, nprobe: int = 16,
-                  use_gpu: bool = False, k: int = 64, batch: int = 4096, progress: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Unique edges (i < j) with cosine(x_i, x_j) >= threshold, and facts about the search."""
-    import faiss
-
-    x = np.ascontiguousarray(x, dtype=np.float32)
+def similar_pairs(x: np.ndarray, threshold: float, kind: str = "flat", nlist: int | None = None, nprobe: int = 2,
+                  use_gpu: bool = False, k: int = 64, seed: int = 0,
+                  progress: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Unique edges (i < j) with cosine(x_i, x_j) >= threshold, and facts about the search.
+    ``x``: unit vectors (an array or a read-only memory map)."""
     info: dict[str, Any] = {"index": kind, "vectors": int(len(x))}
     if len(x) < 2:
         return np.zeros((0, 2), dtype=np.int64), info
-    index = build_index(x, kind, nlist, nprobe)
-    if kind == "ivf":
-        info.update(nlist=int(index.nlist), nprobe=int(index.nprobe))
-    if use_gpu:
-        index = faiss.index_cpu_to_all_gpus(index)
-        info.update(gpu=True, k=k)
     radius = np.float32(threshold - 1e-6)
-    parts: list[np.ndarray] = []
-    with progress_task("semantic: neighbours", len(x), progress) as advance:
-        for s in range(0, len(x), batch):
-            q = x[s : s + batch]
-            if use_gpu:
-                scores, nbr = index.search(q, min(k, len(x)))
-                rows = np.repeat(np.arange(s, s + len(q)), nbr.shape[1])
-                keep = (scores.ravel() >= radius) & (nbr.ravel() >= 0)
-                a, b = rows[keep], nbr.ravel()[keep]
-            else:
-                lims, _, nbr = index.range_search(q, float(radius))
-                a = np.repeat(np.arange(s, s + len(q)), np.diff(lims).astype(np.int64))
-                b = nbr
-            sel = a != b
-            parts.append(np.stack([a[sel], b[sel]], axis=1).astype(np.int64))
-            advance(len(q))
-    edges = unique_edges(np.concatenate(parts)) if parts else np.zeros((0, 2), dtype=np.int64)
+    if kind == "ivf":
+        nlist = min(nlist or default_nlist(len(x)), len(x))
+        info.update(nlist=int(nlist), nprobe=int(min(nprobe, nlist)))
+    if use_gpu:
+        info.update(gpu=True, k=k)
+        edges = gpu_pairs(x, radius, k, nlist if kind == "ivf" else None, nprobe)
+    elif kind == "ivf":
+        edges = ivf_pairs(x, radius, int(nlist), nprobe, seed, progress)
+    else:
+        edges = flat_pairs(x, radius, progress)
     info["pairs"] = int(len(edges))
     return edges, info

