@@ -168,6 +168,11 @@ def test_vectors_searched_from_disk_when_over_budget(tmp_path: Path) -> None:
     assert len(flat) >= 300
     assert np.array_equal(similar_pairs(mapped, 0.9, "flat")[0], flat)
     assert np.array_equal(similar_pairs(mapped, 0.9, "ivf", nlist=16, nprobe=16)[0], flat)  # all lists: exact
+    from mixer.dedup.lsh import components
+
+    forest, facts = similar_pairs(mapped, 0.9, "ivf", nlist=16, nprobe=16, forest=True)  # what the step keeps
+    assert facts["forest_edges"] == len(forest) < len(flat)
+    assert np.array_equal(components(len(x), forest), components(len(x), flat))
     ivf, info = similar_pairs(mapped, 0.9, "ivf", nlist=16, nprobe=3)
     assert info["nprobe"] == 3 and np.isin(ivf[:, 0] * len(x) + ivf[:, 1], flat[:, 0] * len(x) + flat[:, 1]).all()
 

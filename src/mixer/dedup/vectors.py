@@ -31,7 +31,7 @@ from mixer.dedup.progress import progress_task
 
 TRAIN_POINTS_PER_LIST = 32
 KMEANS_ITERATIONS = 4  # the partition only has to put close vectors together, not be optimal
-BLOCK = 8192  # rows per block of the flat join and of the assignment pass
+BLOCK = 4096  # rows per block of a join's matrix product (64 MiB of scores), x8 in the assignment pass
 PARTITION_DIMS = 64
 
 
@@ -60,23 +60,66 @@ def _pairs(a_rows: np.ndarray, b_rows: np.ndarray, sims: np.ndarray, radius: np.
     return np.stack([np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])], axis=1)
 
 
-def flat_pairs(x: np.ndarray, radius: np.float32, progress: Any = None) -> np.ndarray:
-    """Every pair with x_i . x_j >= radius: blocks of the upper triangle."""
+class EdgeSink:
+    """Collects the pairs a join finds. ``forest``: only connectivity is kept: whenever more
+    than ``limit`` edges wait, they are replaced by a spanning forest (each component as a
+    star on its lowest member), so memory stays O(n + limit) however dense the clusters
+    (a planted 1M pool has ~40M pairs at 0.975, a spanning forest < 1M edges)."""
+
+    def __init__(self, n: int, forest: bool, limit: int = 4_000_000):
+        self.n, self.forest, self.limit = n, forest, limit
+        self.parts: list[np.ndarray] = []
+        self.waiting = 0
+        self.hits = 0  # pairs found, a pair counted once per list and direction that found it
+
+    def add(self, edges: np.ndarray) -> None:
+        self.parts.append(edges)
+        self.waiting += len(edges)
+        self.hits += len(edges)
+        if self.forest and self.waiting > self.limit:
+            self.parts, self.waiting = [spanning_forest(self.n, np.concatenate(self.parts))], 0
+
+    def edges(self) -> np.ndarray:
+        if not self.parts:
+            return np.zeros((0, 2), dtype=np.int64)
+        edges = np.concatenate(self.parts)
+        return spanning_forest(self.n, edges) if self.forest else unique_edges(edges)
+
+
+def spanning_forest(n: int, edges: np.ndarray) -> np.ndarray:
+    """Edges (lowest member, member) of every connected component: the same components."""
+    from mixer.dedup.lsh import components
+
+    if len(edges) == 0:
+        return edges.reshape(0, 2).astype(np.int64)
+    nodes = np.unique(edges)
+    labels = components(n, edges)[nodes]
+    order = np.lexsort((nodes, labels))  # by component, lowest member first
+    lab, nod = labels[order], nodes[order]
+    head = np.ones(len(lab), dtype=bool)
+    head[1:] = lab[1:] != lab[:-1]
+    root = nod[head][np.cumsum(head) - 1]
+    keep = nod != root
+    return np.stack([root[keep], nod[keep]], axis=1).astype(np.int64)
+
+
+def flat_pairs(x: np.ndarray, radius: np.float32, progress: Any = None, forest: bool = False) -> tuple[np.ndarray, int]:
+    """Every pair with x_i . x_j >= radius: blocks of the upper triangle; (edges, pairs found)."""
     n = len(x)
-    starts = range(0, n, BLOCK)
-    parts = []
+    sink = EdgeSink(n, forest)
     with progress_task("semantic: neighbours (flat)", n, progress) as advance:
-        for s in starts:
+        for s in range(0, n, BLOCK):
             left = np.asarray(x[s : s + BLOCK], dtype=np.float32)
             rows = np.arange(s, s + len(left))
             for t in range(s, n, BLOCK):
                 right = left if t == s else np.asarray(x[t : t + BLOCK], dtype=np.float32)
-                parts.append(_pairs(rows, np.arange(t, t + len(right)), left @ right.T, radius))
+                sims = left @ right.T
+                sink.add(_pairs(rows, np.arange(t, t + len(right)), np.triu(sims, 1) if t == s else sims, radius))
             advance(len(left))
-    return unique_edges(np.concatenate(parts)) if parts else np.zeros((0, 2), dtype=np.int64)
+    return sink.edges(), sink.hits
 
 
-def partition(x: np.ndarray, nlist: int, nprobe: int, seed: int = 0) -> np.ndarray:
+def partition(x: np.ndarray, nlist: int, nprobe: int, seed: int = 0, progress: Any = None) -> np.ndarray:
     """The ``nprobe`` nearest of ``nlist`` spherical k-means centroids of every vector (first =
     its home list). Centroids and assignment work in the top ``PARTITION_DIMS`` principal
     directions of a seeded sample (4x cheaper than full width for 256-d vectors; the
@@ -101,8 +144,10 @@ def partition(x: np.ndarray, nlist: int, nprobe: int, seed: int = 0) -> np.ndarr
     index = faiss.IndexFlatIP(dims)
     index.add(km.centroids)
     out = np.empty((len(x), nprobe), dtype=np.int64)
-    for s in range(0, len(x), 8 * BLOCK):
-        _, out[s : s + 8 * BLOCK] = index.search(project(x[s : s + 8 * BLOCK]), nprobe)
+    with progress_task("semantic: partition", len(x), progress) as advance:
+        for s in range(0, len(x), 8 * BLOCK):
+            _, out[s : s + 8 * BLOCK] = index.search(project(x[s : s + 8 * BLOCK]), nprobe)
+            advance(min(8 * BLOCK, len(x) - s))
     return out
 
 
@@ -121,9 +166,10 @@ def centroids(x: np.ndarray, nlist: int, seed: int = 0) -> np.ndarray:
 
 
 def ivf_pairs(x: np.ndarray, radius: np.float32, nlist: int, nprobe: int, seed: int = 0,
-              progress: Any = None) -> np.ndarray:
-    """Pairs found by the partition self-join (see the module docstring), scores exact."""
-    cells = partition(x, nlist, min(nprobe, nlist), seed)
+              progress: Any = None, forest: bool = False) -> tuple[np.ndarray, int]:
+    """Pairs found by the partition self-join (see the module docstring), scores exact;
+    (edges, pairs found counting a pair once per list and direction that found it)."""
+    cells = partition(x, nlist, min(nprobe, nlist), seed, progress)
     home = cells[:, 0]
     members = np.argsort(home, kind="stable")
     m_bounds = np.searchsorted(home[members], np.arange(nlist + 1))
@@ -131,7 +177,7 @@ def ivf_pairs(x: np.ndarray, radius: np.float32, nlist: int, nprobe: int, seed: 
     p_bounds = np.searchsorted(cells.ravel()[probes], np.arange(nlist + 1))
     probers = probes // cells.shape[1]
     del cells, probes
-    parts = []
+    sink = EdgeSink(len(x), forest)
     with progress_task("semantic: neighbours (ivf)", nlist, progress) as advance:
         for cell in range(nlist):
             d_rows = members[m_bounds[cell] : m_bounds[cell + 1]]
@@ -140,9 +186,9 @@ def ivf_pairs(x: np.ndarray, radius: np.float32, nlist: int, nprobe: int, seed: 
                 d = np.asarray(x[d_rows], dtype=np.float32)
                 for s in range(0, len(q_rows), BLOCK):
                     q = q_rows[s : s + BLOCK]
-                    parts.append(_pairs(q, d_rows, np.asarray(x[q], dtype=np.float32) @ d.T, radius))
+                    sink.add(_pairs(q, d_rows, np.asarray(x[q], dtype=np.float32) @ d.T, radius))
             advance(1)
-    return unique_edges(np.concatenate(parts)) if parts else np.zeros((0, 2), dtype=np.int64)
+    return sink.edges(), sink.hits
 
 
 def gpu_pairs(x: np.ndarray, radius: np.float32, k: int, nlist: int | None, nprobe: int) -> np.ndarray:
@@ -176,10 +222,11 @@ def gpu_pairs(x: np.ndarray, radius: np.float32, k: int, nlist: int | None, npro
 
 
 def similar_pairs(x: np.ndarray, threshold: float, kind: str = "flat", nlist: int | None = None, nprobe: int = 2,
-                  use_gpu: bool = False, k: int = 64, seed: int = 0,
-                  progress: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+                  use_gpu: bool = False, k: int = 64, seed: int = 0, progress: Any = None,
+                  forest: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Unique edges (i < j) with cosine(x_i, x_j) >= threshold, and facts about the search.
-    ``x``: unit vectors (an array or a read-only memory map)."""
+    ``x``: unit vectors (an array or a read-only memory map). ``forest``: return only a
+    spanning forest of those edges (the same clusters, memory bounded: what dedup needs)."""
     info: dict[str, Any] = {"index": kind, "vectors": int(len(x))}
     if len(x) < 2:
         return np.zeros((0, 2), dtype=np.int64), info
@@ -190,9 +237,15 @@ def similar_pairs(x: np.ndarray, threshold: float, kind: str = "flat", nlist: in
     if use_gpu:
         info.update(gpu=True, k=k)
         edges = gpu_pairs(x, radius, k, nlist if kind == "ivf" else None, nprobe)
+        hits = len(edges)
+        if forest:
+            edges = spanning_forest(len(x), edges)
     elif kind == "ivf":
-        edges = ivf_pairs(x, radius, int(nlist), nprobe, seed, progress)
+        edges, hits = ivf_pairs(x, radius, int(nlist), nprobe, seed, progress, forest)
     else:
-        edges = flat_pairs(x, radius, progress)
-    info["pairs"] = int(len(edges))
+        edges, hits = flat_pairs(x, radius, progress, forest)
+    if forest:
+        info.update(pair_hits=int(hits), forest_edges=int(len(edges)))
+    else:
+        info["pairs"] = int(len(edges))
     return edges, info

@@ -52,7 +52,7 @@ class SemanticConfig(StepConfig):
     index: Literal["auto", "flat", "ivf"] = "auto"
     flat_max: int = Field(50_000, ge=2)  # auto: exact all-pairs join up to this many distinct texts
     nlist: int | None = Field(None, ge=1)  # ivf: lists (default ~2 sqrt(n))
-    nprobe: int = Field(3, ge=1)  # ivf: nearest lists each vector is compared with
+    nprobe: int = Field(2, ge=1)  # ivf: nearest lists each vector is compared with
     memory_mb: int = Field(2048, ge=0)  # vectors above this size (MiB) are searched from disk, block by block
     gpu: Literal["auto", "never"] = "auto"
     k: int = Field(64, ge=2)  # neighbours per vector on a GPU index (no range search there)
@@ -197,8 +197,7 @@ class SemanticDedup(Step):
             kind = choose_index(len(first), cfg.index, cfg.flat_max)
             use_gpu = cfg.gpu == "auto" and gpu_available()
             pairs, search = similar_pairs(vecs, threshold, kind, cfg.nlist, cfg.nprobe, use_gpu, cfg.k,
-                                          seed=ctx.seed,
-                                          progress=ctx.progress)
+                                          seed=ctx.seed, progress=ctx.progress, forest=True)
             # back to records: distinct-text pairs, plus every repeat of a text linked to its first
             same = np.flatnonzero(first[group] != np.arange(len(group)))
             edges = unique_edges(np.concatenate([first[pairs].reshape(-1, 2),
