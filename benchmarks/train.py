@@ -13,20 +13,16 @@ the trainer's dataloader yields over one epoch. Writes ``benchmarks/results/trai
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
 import sys
-
-# this folder holds a file named like the `train` package: keep it off the path
-sys.path[:] = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -46,10 +42,10 @@ def waste_over_epoch(trainer) -> dict:
 
 
 def run_mode(name: str, build, model: str, args, out: Path) -> dict:
-    from train.common import load_tokenizer_with_template
-    from train.config import load_config
-    from train.data import load_records, open_build
-    from train.sft import build_trainer
+    from mixer_train.common import load_tokenizer_with_template
+    from mixer_train.config import load_config
+    from mixer_train.data import load_records, open_build
+    from mixer_train.sft import build_trainer
 
     packing = name == "packing"
     cfg = load_config(
@@ -110,7 +106,7 @@ def main() -> None:
 
     import torch
 
-    from train.testing import tiny_llama
+    from mixer_train.testing import tiny_llama
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from train.common import training_kwargs, warn_packing
-from train.config import ConfigError, load_config, parse_overrides, presets
+from mixer_train.common import training_kwargs, warn_packing
+from mixer_train.config import ConfigError, load_config, parse_overrides, presets
 
 
 def test_presets_carry_the_paper_hyperparameters():
@@ -77,7 +77,7 @@ def test_effective_batch_is_kept_across_process_counts(monkeypatch):
 def test_qlora_without_gpu_is_a_clear_error():
     import torch
 
-    from train.common import check_quantization
+    from mixer_train.common import check_quantization
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from train.testing import hh_rlhf_frame, write_build
+from mixer_train.testing import hh_rlhf_frame, write_build
 
 runner = CliRunner()
 # fixtures one_thread, work, sample_build, model: tests/train_fixtures.py
@@ -60,10 +60,10 @@ def test_reward_margin_increases(pref_build, model, work):
 
 def test_completion_is_the_assistant_turn_and_eos(pref_build, model, work):
     """What DPO scores: prompt ends on the generation header, completions end on EOS."""
-    from train.common import load_tokenizer_with_template
-    from train.config import load_config, parse_overrides
-    from train.data import load_records, open_build
-    from train.dpo import build_trainer
+    from mixer_train.common import load_tokenizer_with_template
+    from mixer_train.config import load_config, parse_overrides
+    from mixer_train.data import load_records, open_build
+    from mixer_train.dpo import build_trainer
 
     cfg = load_config(None, parse_overrides([*SETS, "deepspeed=null", "report_to=none"]), kind="dpo")
     tok, added = load_tokenizer_with_template(str(model), cfg.template)

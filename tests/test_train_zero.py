@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from train.testing import hh_rlhf_frame, write_build
+from mixer_train.testing import hh_rlhf_frame, write_build
 
 runner = CliRunner()
 # fixtures one_thread, work, sample_build, model: tests/train_fixtures.py

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from train.testing import tiny_llama
+from mixer_train.testing import tiny_llama
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from train.config import ConfigError, TrainConfig
+from mixer_train.config import ConfigError, TrainConfig
 
-log = logging.getLogger("train")
+log = logging.getLogger("mixer_train")
 
 # Attention implementations known to keep packed sequences apart: flash attention through
 # cu_seq_lens; sdpa/eager/flex through the block-diagonal mask transformers derives from
@@ -72,7 +72,7 @@ def load_tokenizer_with_template(path: str, template: str):
     import copy
 
     from mixer.tokenizers import load_tokenizer
-    from train.template import apply_template
+    from mixer_train.template import apply_template
 
     # load_tokenizer caches; training mutates the tokenizer (template, pad token), so copy it.
     tok = copy.deepcopy(load_tokenizer(path))
@@ -82,6 +82,33 @@ def load_tokenizer_with_template(path: str, template: str):
         tok.init_kwargs["legacy"] = tok.legacy
     added = apply_template(tok, template)
     return tok, added
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def check_model(name: str, what: str = "--model") -> None:
+    """Fail in one line, before any run folder exists, when ``name`` is neither a model
+    folder nor a model the hub (or its local cache) knows."""
+    from pathlib import Path
+
+    p = Path(name).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ConfigError(f"{what} {name}: is a file; give the model's folder")
+        if not any((p / f).is_file() for f in ("config.json", "adapter_config.json")):
+            raise ConfigError(f"{what} {name}: the folder has no config.json; not a saved model")
+        return
+    if _looks_like_path(name):
+        raise ConfigError(f"{what} {name}: no such folder")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{what} {name}: no such folder, and not loadable from the Hugging Face hub ({reason})") from None
 
 
 def check_quantization(cfg: TrainConfig) -> None:

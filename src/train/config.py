@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-CONFIG_DIR = Path(str(resources.files("train") / "configs"))
+CONFIG_DIR = Path(str(resources.files("mixer_train") / "configs"))
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
 
 
@@ -71,7 +71,7 @@ class TrainConfig(BaseModel):
     @field_validator("template")
     @classmethod
     def _template(cls, v: str) -> str:
-        from train.template import NAMES
+        from mixer_train.template import NAMES
 
         if v not in NAMES:
             raise ValueError(f"unknown template {v!r}; choose one of {', '.join(NAMES)}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from trl import DPOConfig, DPOTrainer
 
-from train.common import load_model, peft_config, training_kwargs
-from train.config import TrainConfig
+from mixer_train.common import load_model, peft_config, training_kwargs
+from mixer_train.config import TrainConfig
 
 
 def build_trainer(cfg: TrainConfig, model_path: str, tokenizer, added_tokens, dataset, output_dir: str, callbacks):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from trl import SFTConfig, SFTTrainer
 
-from train.common import load_model, peft_config, training_kwargs, warn_packing
-from train.config import TrainConfig
+from mixer_train.common import load_model, peft_config, training_kwargs, warn_packing
+from mixer_train.config import TrainConfig
 
 
 def build_trainer(cfg: TrainConfig, model_path: str, tokenizer, added_tokens, dataset, output_dir: str, callbacks):

@@ -1,6 +1,6 @@
-"""One training process: ``python -m train.worker RUN_DIR [--resume-from CKPT]``.
+"""One training process: ``python -m mixer_train.worker RUN_DIR [--resume-from CKPT]``.
 
-Everything it needs is in the run folder (written by ``train.launch``), so the same entry
+Everything it needs is in the run folder (written by ``mixer_train.launch``), so the same entry
 point serves a single in-process run and every rank under torchrun or accelerate.
 """
 
@@ -12,16 +12,16 @@ import logging
 import os
 from pathlib import Path
 
-from train.callbacks import CheckpointMarker, MetricsCallback, RichProgressCallback
-from train.common import (
+from mixer_train.callbacks import CheckpointMarker, MetricsCallback, RichProgressCallback
+from mixer_train.common import (
     check_quantization,
     init_distributed,
     is_main,
     load_tokenizer_with_template,
     shutdown_distributed,
 )
-from train.data import Build, load_records
-from train.run import load_run
+from mixer_train.data import Build, load_records
+from mixer_train.run import load_run
 
 
 def _barrier() -> None:
@@ -39,7 +39,7 @@ def _quiet_other_ranks() -> None:
         transformers.logging.set_verbosity_error()
         datasets.logging.set_verbosity_error()
         datasets.disable_progress_bars()
-        logging.getLogger("train").setLevel(logging.ERROR)
+        logging.getLogger("mixer_train").setLevel(logging.ERROR)
 
 
 def train(run_dir: str | Path, resume_from: str | None = None, progress: bool | None = None) -> dict:
@@ -62,9 +62,9 @@ def train(run_dir: str | Path, resume_from: str | None = None, progress: bool | 
             progress = os.environ.get("MIXER_PROGRESS", "1") != "0"
         callbacks = [metrics, RichProgressCallback(metrics, enabled=progress), CheckpointMarker(run.info["spec_hash"])]
         if cfg.kind == "sft":
-            from train.sft import build_trainer
+            from mixer_train.sft import build_trainer
         else:
-            from train.dpo import build_trainer
+            from mixer_train.dpo import build_trainer
         trainer = build_trainer(cfg, run.info["model"], tokenizer, added, dataset, str(run.folder), callbacks)
         if progress:  # the rich bar replaces the printed log dicts
             from transformers.trainer_callback import PrinterCallback
@@ -88,7 +88,7 @@ def train(run_dir: str | Path, resume_from: str | None = None, progress: bool | 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m train.worker")
+    p = argparse.ArgumentParser(prog="python -m mixer_train.worker")
     p.add_argument("run_dir")
     p.add_argument("--resume-from", default=None)
     a = p.parse_args(argv)

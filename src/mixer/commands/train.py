@@ -32,11 +32,11 @@ def _run(
     packing: bool | None,
     max_steps: int | None,
 ) -> None:
-    from train.config import ConfigError, parse_overrides
-    from train.data import BuildError
-    from train.launch import launch
-    from train.run import RunError
-    from train.template import TemplateError
+    from mixer_train.config import ConfigError, parse_overrides
+    from mixer_train.data import BuildError
+    from mixer_train.launch import launch
+    from mixer_train.run import RunError
+    from mixer_train.template import TemplateError
 
     try:
         overrides = parse_overrides(sets)
