@@ -175,9 +175,45 @@ def peft_config(cfg: TrainConfig, added_tokens: list[str]):
     )
 
 
-def warn_packing(cfg: TrainConfig, model) -> str | None:
-    """A warning when packed sequences may attend to each other."""
-    if not cfg.packing:
+def attention_implementation(cfg: TrainConfig, model_path: str) -> str:
+    """The attention implementation the model will load with (before loading it: ZeRO-3
+    needs the training arguments, and so the packing decision, first)."""
+    if cfg.attn_implementation:
+        return cfg.attn_implementation
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    config = AutoConfig.from_pretrained(model_path)
+    if getattr(config, "_attn_implementation", None):
+        return config._attn_implementation
+    try:
+        model_cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except KeyError:
+        return "eager"
+    return "sdpa" if getattr(model_cls, "_supports_sdpa", False) else "eager"
+
+
+def resolve_packing(cfg: TrainConfig, attn: str) -> tuple[bool, str]:
+    """``packing: auto`` -> padding-free packing where ``attn`` keeps packed sequences apart,
+    padding otherwise; returns the decision and the reason the run prints."""
+    if cfg.kind == "dpo":
+        if cfg.packing is True:
+            raise ConfigError("config key 'packing': DPO does not pack sequences; set packing: false")
+        return False, "padding: DPO trains prompt/chosen/rejected pairs unpacked"
+    if cfg.packing is False:
+        return False, "padding: packing turned off in the config"
+    isolates = attn in ISOLATING_ATTENTION and cfg.packing_strategy != "wrapped"
+    if cfg.packing is True:
+        how = "sequences kept apart" if isolates else "sequences may attend to each other"
+        return True, f"packing ({cfg.packing_strategy}, padding-free): asked for; attention {attn!r}, {how}"
+    if isolates:
+        return True, f"packing ({cfg.packing_strategy}, padding-free): attention {attn!r} keeps packed sequences apart via position ids"
+    return False, f"padding: attention {attn!r} does not keep packed sequences apart"
+
+
+def warn_packing(cfg: TrainConfig, model, packing: bool) -> str | None:
+    """A warning when packed sequences may attend to each other (checked on the loaded model)."""
+    if not packing:
         return None
     impl = getattr(model.config, "_attn_implementation", None)
     msg = None
@@ -191,8 +227,9 @@ def warn_packing(cfg: TrainConfig, model) -> str | None:
     return msg
 
 
-def training_kwargs(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
-    """Arguments shared by SFTConfig and DPOConfig."""
+def training_kwargs(cfg: TrainConfig, output_dir: str, **specific: Any) -> dict[str, Any]:
+    """Arguments for SFTConfig / DPOConfig: the shared ones, then ``specific`` to the
+    trainer, then the config's ``trl`` keys, which win."""
     import importlib.util
 
     cpu = not torch.cuda.is_available()
@@ -229,7 +266,7 @@ def training_kwargs(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
     kw[ckpt] = cfg.gradient_checkpointing
     if cpu and world_size() > 1:
         kw["ddp_backend"] = "gloo"
-    return kw
+    return {**kw, **specific, **cfg.trl}
 
 
 def _training_fields() -> set[str]:

@@ -81,6 +81,8 @@ def launch(
     check_quantization(cfg)
     b = open_build(build, kind="sft" if kind == "sft" else "preference")
     check_model(str(model))
+    if Path(str(model)).expanduser().exists():  # recorded absolute: resume and the card work from anywhere
+        model = str(Path(str(model)).expanduser().resolve())
     if out is None:
         out = Path("runs") / f"{b.manifest.get('name') or b.path.name}-{kind}"
     run = prepare_run(out, b, cfg, model, tokenizer, resume, config_given)
