@@ -173,6 +173,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_WORDS = {"yes", "no", "on", "off"}
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``["a=1", "lora.r=16"]`` -> nested dict; values parsed as YAML (``null``, lists, bools)."""
     out: dict[str, Any] = {}
@@ -180,7 +183,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise ConfigError(f"--set expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        # YAML 1.1 reads yes/no/on/off as booleans; TRL has string options named "no" (eval_strategy)
+        value = raw.strip() if raw.strip().lower() in _WORDS else yaml.safe_load(raw) if raw.strip() else None
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
