@@ -72,7 +72,7 @@ def test_a_modified_mixture_is_refused(sample_build, tmp_path):
 
 
 def test_kind_and_unusable_records(sample_build, tmp_path):
-    with pytest.raises(BuildError, match="mixer train sft"):
+    with pytest.raises(BuildError, match="build 'sample' is a sft build, not a preference build; train it with `mixer train sft`"):
         open_build(sample_build, kind="preference")
     bad = sft_frame_from([[{"role": "user", "content": "hi"}]], "broken")
     write_build(bad, tmp_path / "bad")

@@ -79,9 +79,9 @@ def open_build(path: str | Path, kind: str | None = None, verify_hashes: bool = 
         raise BuildError(f"{p}/{MANIFEST}: unknown kind {build.kind!r}")
     if kind is not None and build.kind != kind:
         cmd = "sft" if build.kind == "sft" else "dpo"
-        want = "SFT" if kind == "sft" else "preference"
+        want = "an SFT" if kind == "sft" else "a preference"
         raise BuildError(
-            f"{p}: build {build.manifest.get('name')!r} is a {build.kind} build, not a {want} build; "
+            f"{p}: build {build.manifest.get('name')!r} is a {build.kind} build, not {want} build; "
             f"train it with `mixer train {cmd}`"
         )
     _check_records(build)
