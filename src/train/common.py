@@ -183,7 +183,10 @@ def attention_implementation(cfg: TrainConfig, model_path: str) -> str:
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-    config = AutoConfig.from_pretrained(model_path)
+    try:
+        config = AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError):  # e.g. a LoRA adapter folder: no model config to read
+        return "unknown"
     if getattr(config, "_attn_implementation", None):
         return config._attn_implementation
     try:
@@ -236,6 +239,7 @@ def training_kwargs(cfg: TrainConfig, output_dir: str, **specific: Any) -> dict[
     report = cfg.report_to
     if report == "auto":
         report = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+    reports = [r for r in ([report] if isinstance(report, str) else report) if r != "none"]
     kw: dict[str, Any] = dict(
         output_dir=output_dir,
         per_device_train_batch_size=cfg.per_device_batch_size,
@@ -256,7 +260,7 @@ def training_kwargs(cfg: TrainConfig, output_dir: str, **specific: Any) -> dict[
         fp16=cfg.dtype == "fp16",
         use_cpu=cpu,
         deepspeed=cfg.deepspeed_config(),
-        report_to=[report] if report != "none" else [],
+        report_to=reports,
         disable_tqdm=True,
         max_length=cfg.max_length,
         dataset_num_proc=cfg.dataset_num_proc,

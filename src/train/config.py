@@ -86,7 +86,7 @@ class TrainConfig(BaseModel):
     logging_steps: int = 1
     save_steps: int = 500
     save_total_limit: int | None = 2
-    report_to: Literal["auto", "none", "tensorboard"] = "auto"
+    report_to: str | list[str] = "auto"  # auto: tensorboard when installed; none; or transformers' names
     dataset_num_proc: int | None = None
     tokenized_cache: bool = True  # reuse tokenized + packed data across runs (MIXER_CACHE sets where)
     # any other SFTConfig / DPOConfig field, passed to TRL unchanged

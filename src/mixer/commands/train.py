@@ -71,7 +71,7 @@ def _options(kind: str):
         launcher: str = typer.Option("auto", "--launcher", help="auto | torchrun | accelerate | none."),
         template: str = typer.Option(None, "--template", help="Chat template: tulu, chatml, zephyr, tokenizer."),
         deepspeed: str = typer.Option(None, "--deepspeed", help="zero2 | zero3 | zero3_offload | none | a JSON file."),
-        packing: bool = typer.Option(None, "--packing/--no-packing", help="Pack sequences (bfd) instead of padding."),
+        packing: bool = typer.Option(None, "--packing/--no-packing", help="Pack sequences (bfd, padding-free) or pad (default: pack where the attention keeps sequences apart)."),
         max_steps: int = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     ) -> None:
         _run(kind, build, model, config, sets, output, nproc, resume, tokenizer, launcher, template, deepspeed, packing, max_steps)
