@@ -19,6 +19,7 @@ import polars as pl
 from mixer.formats.base import FormatConfig, FormatContext, register_format, require_columns
 from mixer.formats.chosen_rejected import pair_frame
 from mixer.formats.common import meta_json, removed_rows
+from mixer.formats.text_values import column_text
 from mixer.steps.base import StepResult
 
 SEP = "\x1e"
@@ -32,7 +33,7 @@ class HHConfig(FormatConfig):
 def turns(column: str) -> pl.Expr:
     """A transcript as a list of "U<content>" / "A<content>" strings."""
     t = (
-        pl.col(column).cast(pl.Utf8).fill_null("")
+        column_text(column).fill_null("")
         .str.replace_all(r"(?:^|\n\n)Human: ?", SEP + "U")
         .str.replace_all(r"(?:^|\n\n)Assistant: ?", SEP + "A")
     )
