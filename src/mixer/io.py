@@ -294,6 +294,14 @@ def read_file(path: Path, ftype: str | None, on_error: str, source: str, json_fi
     return parse_json_text(read_bytes(path), path, kind, on_error, json_field)
 
 
+def files_of(raw: pl.DataFrame) -> str:
+    """The files a raw frame came from, for error messages (``a.jsonl``, ``a.jsonl and 2 more``)."""
+    files = raw["_origin"].str.replace(r"(?::\d+|#\d+)$", "").unique(maintain_order=True) if "_origin" in raw.columns else pl.Series([], dtype=pl.Utf8)
+    if files.len() == 0:
+        return "(no file)"
+    return files[0] + (f" and {files.len() - 1} more file(s)" if files.len() > 1 else "")
+
+
 def ledger_name(path: Path, paths: list[Path]) -> str:
     """How malformed-item ids name a file: its path relative to the common folder of all the
     source's files (``a/x.jsonl`` and ``b/x.jsonl`` for ``*/x.jsonl``), so ids stay unique

@@ -9,8 +9,10 @@ nulls, and the formats could not tell such a value from real text. Before a fram
   ``[{"type": "text", "text": ...}]``) holding only text parts become one string: the
   parts' texts joined with ``PART_SEP`` (a newline). A list with any other part (an image,
   audio, a tool call) becomes a *not-text marker* naming the field and the part type.
-- At a position holding more than one JSON type (a string in one record, a number, object
-  or list in another), the non-strings become not-text markers naming the field and type.
+- At a position holding more than one JSON type, the values of the minority type become
+  not-text markers naming the field and type: a stray number in a text field, a stray
+  string in a list of turns (as a turn whose role and content are the marker). Where
+  strings share a position with numbers or booleans, the strings are kept.
 
 A not-text marker is a string ``NOT_TEXT_OPEN + why + NOT_TEXT_CLOSE``; a field used as text
 keeps it, and validation removes the record with reason ``wrong_type`` and the ``why``
@@ -21,6 +23,8 @@ handled by ``mixer.formats.text_values`` in the same way.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 PART_SEP = "\n"
@@ -63,41 +67,63 @@ def join_parts(parts: list[dict], where: str) -> str:
 
 
 def unify(records: list[dict], where: str = "") -> None:
-    """Make every position of ``records`` (dicts, changed in place) hold one JSON type,
-    joining content parts and marking non-strings that share a position with strings."""
+    """Make every position of ``records`` (dicts, changed in place) hold one JSON type."""
     keys: dict[str, None] = {}
     for r in records:
         keys.update(dict.fromkeys(r))
     for key in keys:
-        name = f"{where}{key}"
-        holders = [r for r in records if r.get(key) is not None]
-        for r in holders:
-            if is_parts(r[key]):
-                r[key] = join_parts(r[key], name)
-        kinds = {_kind(r[key]) for r in holders}
-        if len(kinds) > 1:
-            for r in holders:
-                if not isinstance(r[key], str):
-                    r[key] = not_text(f"field {name!r} is {json_type(r[key])}")
-            continue
-        if kinds == {"object"}:
-            unify([r[key] for r in holders], f"{name}.")
-        elif kinds == {"array"}:
-            _unify_lists([r[key] for r in holders], f"{name}[]")
+        _settle([(r, key) for r in records if r.get(key) is not None], f"{where}{key}")
 
 
-def _unify_lists(lists: list[list], name: str) -> None:
-    items = [v for lst in lists for v in lst if v is not None]
-    kinds = {_kind(v) for v in items}
-    if kinds == {"object"}:
-        unify(items, f"{name}.")
-    elif len(kinds) > 1:
-        for lst in lists:
-            for i, v in enumerate(lst):
-                if v is not None and not isinstance(v, str):
-                    lst[i] = join_parts(v, name) if is_parts(v) else not_text(f"field {name!r} holds {json_type(v)}")
-    elif kinds == {"array"}:
-        _unify_lists(items, f"{name}[]")
+_ORDER = ("array", "object", "string", "number", "boolean")
+
+
+def _winner(kinds: Counter[str]) -> str:
+    """The type a position keeps: text when strings share it with other scalars (a text field
+    with a stray number), else the most common type (a list of turns with a stray string)."""
+    top = max(kinds, key=lambda k: (kinds[k], -_ORDER.index(k) if k in _ORDER else -len(_ORDER)))
+    return "string" if "string" in kinds and top in ("string", "number", "boolean") else top
+
+
+def _settle(slots: list[tuple[Any, Any]], name: str) -> None:
+    """One position (``container[key]`` for each slot): join content parts, then replace
+    values of another type than the winner by a marker of the winner's shape."""
+    for c, k in slots:
+        if is_parts(c[k]):
+            c[k] = join_parts(c[k], name)
+    kinds = Counter(_kind(c[k]) for c, k in slots)
+    if not kinds:
+        return
+    win = _winner(kinds)
+    if len(kinds) > 1:
+        shape = _shape(win, [c[k] for c, k in slots if _kind(c[k]) == win])
+        for c, k in slots:
+            v = c[k]
+            if _kind(v) != win:
+                c[k] = shape(v if isinstance(v, str) and v.startswith(NOT_TEXT_OPEN) else not_text(f"field {name!r} is {json_type(v)}"))
+    if win == "object":
+        unify([c[k] for c, k in slots], f"{name}.")
+    elif win == "array":
+        _settle([(c[k], i) for c, k in slots for i in range(len(c[k])) if c[k][i] is not None], f"{name}[]")
+
+
+def _shape(win: str, good: list[Any]) -> Callable[[str], Any]:
+    """How a marker looks at a position of type ``win``: a string, an object (or a list of
+    one object) whose every field is the marker, so the record is removed wherever it is read;
+    a null where numbers or booleans are kept (a field never read as text)."""
+    if win == "string":
+        return lambda m: m
+    if win == "object":
+        keys = list(dict.fromkeys(k for g in good for k in g))
+        return lambda m: dict.fromkeys(keys, m)
+    if win == "array":
+        items = [x for g in good for x in g if x is not None]
+        inner = _winner(Counter(_kind(x) for x in items)) if items else "string"
+        if inner in ("string", "object"):
+            make = _shape(inner, [x for x in items if _kind(x) == inner])
+            return lambda m: [make(m)]
+        return lambda m: []
+    return lambda m: None
 
 
 def _kind(v: Any) -> str:
