@@ -103,7 +103,7 @@ def test_bad_input(case: Case, tmp_path: Path) -> None:
 def test_suite_is_big_and_varied() -> None:
     families = {c.id.split("/")[0] for c in CASES}
     assert len(CASES) >= 120 and {"compressed", "table", "jsonl", "json", "types", "parts", "encoding", "schema", "glob", "filetype"} <= families
-    for fmt in ("alpaca", "messages", "sharegpt", "pairs"):
+    for fmt in ("alpaca", "messages", "sharegpt", "pairs", "oasst"):
         assert sum(c.id.startswith(f"types/{fmt}/") for c in CASES) >= 5, fmt
 
 
