@@ -68,11 +68,15 @@ def join_parts(parts: list[dict], where: str) -> str:
 
 def unify(records: list[dict], where: str = "") -> None:
     """Make every position of ``records`` (dicts, changed in place) hold one JSON type."""
-    keys: dict[str, None] = {}
-    for r in records:
-        keys.update(dict.fromkeys(r))
-    for key in keys:
+    for key in dict.fromkeys(k for r in records for k in r):
+        types = set(map(type, [r.get(key) for r in records]))
+        types.discard(type(None))
+        if types in _PLAIN:
+            continue  # one scalar type: nothing to join or mark (the common case, kept fast)
         _settle([(r, key) for r in records if r.get(key) is not None], f"{where}{key}")
+
+
+_PLAIN = [set(), {str}, {int}, {float}, {int, float}, {bool}]
 
 
 _ORDER = ("array", "object", "string", "number", "boolean")
