@@ -4,6 +4,12 @@ and Hugging Face hub datasets, with fingerprints of what was read.
 Every raw frame gets ``_row`` (global row number across the source's files, in sorted
 file order) and ``_origin`` (``file:line`` for JSON lines, ``file#index`` otherwise) so that
 formats can build stable ids and ledger rows can point at the input.
+
+Building blocks, each raising ``InputError`` naming the file: ``iter_decompressed`` /
+``open_decompressed`` (bytes of a plain, .gz or .zst file; a cut or corrupt file is an
+error, never a short read), ``parse_json_text`` (JSON or JSON lines told by content, one
+parse path for both ``on_error`` modes; bad items come back as ``Bad``), ``read_file``
+(one file to a raw frame) and ``ledger_name`` (unique, readable ids for bad items).
 """
 
 from __future__ import annotations
@@ -284,7 +290,7 @@ def _parse_table(data: bytes | Path, path: Path, kind: str) -> pl.DataFrame:
         raise InputError(f"{path}: not a readable {kind} file ({msg[:200]})") from None
 
 
-def read_file(path: Path, ftype: str | None, on_error: str, source: str, json_field: str | None = None, first_row: int = 0) -> tuple[pl.DataFrame, list[Bad]]:
+def read_file(path: Path, ftype: str | None, on_error: str, json_field: str | None = None) -> tuple[pl.DataFrame, list[Bad]]:
     """One file to a raw frame, plus the raw items that could not be read (``skip``)."""
     kind = file_type(path, ftype)
     if kind in ("parquet", "csv", "tsv"):
@@ -319,7 +325,7 @@ def load_files(patterns: list[str], root: Path, source: str, ftype: str | None =
     seen: dict[Path, int] = {}
     n = 0
     for path in paths:
-        df, bad = read_file(path, ftype, on_error, source, json_field, n)
+        df, bad = read_file(path, ftype, on_error, json_field)
         inputs.append({"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size, "rows": df.height + len(bad)})
         if bad:
             name = ledger_name(path, paths)
