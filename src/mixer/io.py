@@ -19,7 +19,7 @@ import hashlib
 import io
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,7 @@ def file_type(path: Path, declared: str | None = None) -> str:
 CHUNK = 1 << 20
 
 
-def iter_decompressed(path: Path, chunk: int = CHUNK) -> Iterator[bytes]:
+def iter_decompressed(path: Path, chunk: int = CHUNK) -> Generator[bytes, None, None]:
     """The bytes of a file, decompressed by its suffix (.gz, .zst/.zstd), chunk by chunk.
 
     Every frame (zstd) or member (gzip) must be complete: a cut or corrupt file raises
@@ -144,11 +144,16 @@ def open_decompressed(path: Path) -> io.BufferedReader:
 
 
 class _ChunkStream(io.RawIOBase):
-    def __init__(self, chunks: Iterator[bytes]):
+    def __init__(self, chunks: Generator[bytes, None, None]):
         self._chunks, self._buf = chunks, b""
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self._chunks.close()  # closes the file the generator holds open
+        super().close()
 
     def readinto(self, b: Any) -> int:
         while not self._buf:
