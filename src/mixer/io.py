@@ -145,7 +145,7 @@ def open_decompressed(path: Path) -> io.BufferedReader:
 
 class _ChunkStream(io.RawIOBase):
     def __init__(self, chunks: Generator[bytes, None, None]):
-        self._chunks, self._buf = chunks, b""
+        self._chunks, self._buf = chunks, memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -157,7 +157,7 @@ class _ChunkStream(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         while not self._buf:
-            self._buf = next(self._chunks, b"")
+            self._buf = memoryview(next(self._chunks, b""))
             if not self._buf:
                 return 0
         n = min(len(b), len(self._buf))
