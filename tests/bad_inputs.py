@@ -79,6 +79,10 @@ def tree(i: int, text: Any = None, role: Any = "assistant") -> dict[str, Any]:
     return {"message_tree_id": f"t{i}", "prompt": {"message_id": f"m{i}a", "role": "prompter", "text": f"tree question {i}", "replies": [reply]}}
 
 
+def hh(i: int, **over: Any) -> dict[str, Any]:
+    return {"chosen": f"\n\nHuman: hh question {i}\n\nAssistant: good {i}", "rejected": f"\n\nHuman: hh question {i}\n\nAssistant: bad {i}", **over}
+
+
 def pair(i: int, **over: Any) -> dict[str, Any]:
     return {"prompt": f"prompt {i}", "chosen": f"good {i}", "rejected": f"bad {i}", **over}
 
@@ -292,6 +296,7 @@ def wrong_types() -> Iterator[Case]:
     yield from _typed("messages", lambda i, **o: chat(i, **o), "messages", {"user": WRONG, "assistant": SCALAR_WRONG, "role": {k: WRONG[k] for k in ("int", "bool", "object")}})
     yield from _typed("sharegpt", lambda i, **o: share(i, **o), "sharegpt", {"value": WRONG, "speaker": {k: WRONG[k] for k in ("int", "object")}})
     yield from _typed("oasst", lambda i, **o: tree(i, **o), "oasst_tree", {"text": SCALAR_WRONG, "role": {k: WRONG[k] for k in ("int", "object")}})
+    yield from _typed("hh", hh, "hh_rlhf", {"chosen": SCALAR_WRONG, "rejected": {k: WRONG[k] for k in ("int", "object")}})
     yield from _typed("pairs", pair, {"name": "chosen_rejected", "prompt": "prompt"}, {"prompt": SCALAR_WRONG, "chosen": SCALAR_WRONG, "rejected": SCALAR_WRONG})
     # Whole columns of one wrong type: polars types the column; still removed, never "5".
     for vname in ("int", "float", "bool", "object", "list_of_strings", "image_part"):
