@@ -183,8 +183,8 @@ def main() -> None:
         "cold_seconds": cold_s,
         "warm_seconds": warm_s,
         "saved_seconds": round(cold_s - warm_s, 3),
-        "cold_prepare_seconds": statistics.median(c["prepare_or_load_seconds"] for c in cold),
-        "warm_load_seconds": statistics.median(w["prepare_or_load_seconds"] for w in warm),
+        "cold_prepare_seconds": round(statistics.median(c["prepare_or_load_seconds"] for c in cold), 3),
+        "warm_load_seconds": round(statistics.median(w["prepare_or_load_seconds"] for w in warm), 3),
         "rows": cold[0]["rows"],
         "runs": {"cold": cold, "warm": warm},
     }
