@@ -39,3 +39,14 @@ def test_files_named_like_the_package_in_the_cwd_do_not_break_training(sample_bu
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "working directory" not in r.stdout + r.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_template_the_tokenizer_cannot_take_leaves_no_run_folder(sample_build, model, work):
+    from typer.testing import CliRunner
+
+    from mixer.cli import app
+
+    out = work / "no-template"
+    r = CliRunner().invoke(app, ["train", "sft", "--build", str(sample_build), "--model", str(model), "-o", str(out),
+                                 "--template", "tokenizer"])
+    assert r.exit_code == 2 and "this tokenizer has no chat template" in r.output and not out.exists(), r.output

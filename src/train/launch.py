@@ -11,7 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mixer_train.common import check_model, check_quantization, free_port
+from mixer_train.common import (
+    check_model,
+    check_quantization,
+    free_port,
+    load_tokenizer_with_template,
+)
 from mixer_train.config import ConfigError, load_config
 from mixer_train.data import open_build
 from mixer_train.run import RUN_FILE, Run, last_checkpoint, mark_failed, prepare_run
@@ -81,6 +86,7 @@ def launch(
     check_quantization(cfg)
     b = open_build(build, kind="sft" if kind == "sft" else "preference")
     check_model(str(model))
+    load_tokenizer_with_template(str(tokenizer or model), cfg.template)  # a template it cannot take fails here
     if Path(str(model)).expanduser().exists():  # recorded absolute: resume and the card work from anywhere
         model = str(Path(str(model)).expanduser().resolve())
     if out is None:
