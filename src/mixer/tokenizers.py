@@ -15,6 +15,9 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
+# Bump when convert_sentencepiece changes: it is part of the on-disk cache key.
+CONVERSION_VERSION = 2
+
 
 @functools.lru_cache(maxsize=8)
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
@@ -23,7 +26,7 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     - a folder: ``AutoTokenizer.from_pretrained`` (falls back to a lone ``tokenizer.json``
       or ``tokenizer.model`` inside it);
     - a ``.json`` file: ``PreTrainedTokenizerFast(tokenizer_file=...)``;
-    - a ``.model`` file: SentencePiece, converted to a fast Llama tokenizer;
+    - a ``.model`` file: SentencePiece, converted to a fast tokenizer with the same ids;
     - anything else: a hub name, loaded through ``AutoTokenizer`` (offline: a one-line error).
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -58,28 +61,23 @@ def cache_root() -> Path:
 
 
 def convert_sentencepiece(p: Path) -> PreTrainedTokenizerBase:
-    """SentencePiece proto -> fast Llama tokenizer (legacy spacing, BOS added, no EOS)."""
-    from transformers import LlamaTokenizerFast
+    """SentencePiece proto -> fast tokenizer with SentencePiece's exact ids (BOS added, no EOS;
+    the text after a special token starts a new piece with its own dummy prefix)."""
+    from mixer.spm_convert import convert
 
-    # transformers 5 ignores ``vocab_file=`` in the constructor (a silent 3-token vocabulary);
-    # from_pretrained converts the SentencePiece proto (needs the sentencepiece package).
-    tok = LlamaTokenizerFast.from_pretrained(str(p.parent), vocab_file=str(p), legacy=True, add_bos_token=True, add_eos_token=False)
-    tok.init_kwargs["legacy"] = True  # else save_pretrained drops it and a reload tokenizes differently
-    return tok
+    return convert(p)
 
 
 def _sentencepiece(p: Path) -> PreTrainedTokenizerBase:
-    """Convert once, then reuse the saved conversion (keyed by the model file's hash):
-    converting the Llama 2 model takes several seconds per process."""
-    from transformers import AutoTokenizer
+    """Convert once, then reuse the saved conversion, keyed by the model file's hash and
+    ``CONVERSION_VERSION`` (a changed conversion must never be served from an old cache)."""
+    from transformers import PreTrainedTokenizerFast
 
     digest = hashlib.sha256(p.read_bytes()).hexdigest()[:20]
-    cached = cache_root() / f"{p.stem}-{digest}"
+    cached = cache_root() / f"{p.stem}-{digest}-v{CONVERSION_VERSION}"
     if (cached / "tokenizer.json").exists():
         try:
-            tok = AutoTokenizer.from_pretrained(str(cached))
-            tok.init_kwargs["legacy"] = True  # a reload keeps it as an attribute only; saves would drop it
-            return tok
+            return PreTrainedTokenizerFast.from_pretrained(str(cached))
         except (OSError, ValueError):
             shutil.rmtree(cached, ignore_errors=True)
     tok = convert_sentencepiece(p)
