@@ -31,9 +31,11 @@ def _csv(path: Path, rows: list[dict]) -> None:
 
 @pytest.fixture(scope="module")
 def t3_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tulu3_evals(tmp_path_factory.mktemp("tulu3_evals"), shared_data / "eval")
+
+
+def write_tulu3_evals(d: Path, ev: Path) -> Path:
     """One folder per benchmark, in the layout each release ships."""
-    d = tmp_path_factory.mktemp("tulu3_evals")
-    ev = shared_data / "eval"
     he = [json.loads(x) for x in gzip.open(ev / "humaneval/HumanEval.jsonl.gz", "rt")]
     with gzip.open(_mk(d / "humanevalplus/HumanEvalPlus-v0.1.10.jsonl.gz"), "wt") as f:
         f.writelines(json.dumps({**r, "test": r["test"] + "\n# plus"}) + "\n" for r in he[:5])

@@ -22,7 +22,7 @@ from helpers import write_jsonl, write_spec
 from mixer.cli import app
 from mixer.pipeline import build
 from mixer.spec import SpecError, load_spec
-from mixer.steps.keyword import TULU_KEYWORDS
+from mixer.steps.keyword import TULU3_KEYWORDS, TULU_KEYWORDS
 
 T0 = Path("train/self_instruct/data/finetuning/t0_train_50k/data_per_template")
 XLSX = Path(__file__).parent / "data" / "hard_coded_examples_sample.xlsx"
@@ -228,7 +228,7 @@ def test_keyword_presets_on_real_model_outputs(shared_data: Path, tmp_path: Path
     v2, v3 = run("tulu_v2"), run("tulu_v3")
     lower = [k.lower() for k in TULU_KEYWORDS]
     want_v2 = {f"ae:{i}" for i, r in enumerate(rows) if any(k in m["content"].lower() for m in r["messages"] for k in lower)}
-    word = re.compile(r"\b(?:" + "|".join(re.escape(k) for k in sorted(TULU_KEYWORDS, key=len, reverse=True)) + r")\b", re.I)
+    word = re.compile(r"\b(?:" + "|".join(re.escape(k) for k in sorted(TULU3_KEYWORDS, key=len, reverse=True)) + r")\b", re.I)
     want_v3 = {f"ae:{i}" for i, r in enumerate(rows) if word.search(r["messages"][1]["content"])}
     assert set(v2["id"]) == want_v2 and set(v3["id"]) == want_v3
     # Mentions in the question only: tulu_v2 drops them, tulu_v3 (assistant turns) keeps them.
