@@ -30,10 +30,11 @@ def _conversations(data: Path) -> list[list[dict[str, str]]]:
     return [c for c in out if sum(m["role"] == "assistant" for m in c) >= 2]
 
 
-def slow_434_ids(sp: spm.SentencePieceProcessor, messages: list[dict[str, str]]) -> list[int]:
+def slow_434_ids(sp: spm.SentencePieceProcessor, messages: list[dict[str, str]], strip_after_eos: bool = True) -> list[int]:
     """transformers 4.34's slow Llama tokenizer on open-instruct's string: the text is cut at
     each ``</s>`` (the re-registered token strips the whitespace after it), every piece is
-    encoded by SentencePiece with its own dummy prefix, and BOS goes first."""
+    encoded by SentencePiece with its own dummy prefix, and BOS goes first. Without the
+    strip, the same cut gives the ids of the kept-newline encodings."""
     text = "".join(
         f"<|{m['role']}|>\n{m['content'].strip()}" + ("</s>" if m["role"] == "assistant" else "") + "\n" for m in messages
     ).strip()
@@ -41,7 +42,7 @@ def slow_434_ids(sp: spm.SentencePieceProcessor, messages: list[dict[str, str]])
     for k, piece in enumerate(text.split("</s>")):
         if k:
             ids.append(sp.eos_id())
-            piece = piece.lstrip()
+            piece = piece.lstrip() if strip_after_eos else piece
         if piece:
             ids += sp.encode(piece)
     return ids
@@ -78,6 +79,7 @@ def test_reference_sequence_around_each_eos(shared_data: Path, tokenizers) -> No
         eos_seen += len(eos_at)
         # today's `tulu`: the newline after each non-final </s> is kept ('▁' '<0x0A>') and masked
         k = encode(kept, msgs)
+        assert k["input_ids"] == slow_434_ids(sp, msgs, strip_after_eos=False)  # SentencePiece's ids, chunk by chunk
         k_eos = [i for i, t in enumerate(k["input_ids"]) if t == sp.eos_id()]
         for i in k_eos[:-1]:
             assert k["input_ids"][i + 1 : i + 3] == newline and k["labels"][i + 1 : i + 3] == [-100, -100]
