@@ -180,3 +180,32 @@ def test_sharegpt_split_points_equal_sentencepiece(shared_data: Path, llama_mode
     got = {(i, *json.loads(s)) for i, s in meta.iter_rows()}
     assert len(got) > len(raw)  # most conversations were split
     assert got == want
+
+
+def test_sentencepiece_only_folder_and_hub_repo(llama_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder (or hub repo) holding only tokenizer.model + tokenizer_config.json, like
+    oobabooga/llama-tokenizer, gets the exact conversion, not transformers' own."""
+    import shutil
+
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    folder = tmp_path / "llama-tokenizer"
+    folder.mkdir()
+    shutil.copy(llama_model, folder / "tokenizer.model")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>"}))
+    sp = spm.SentencePieceProcessor(model_file=str(llama_model))
+    texts = ["a  b", "    # x", " leading", "def f():\n        return  1"]
+    load_tokenizer.cache_clear()
+    try:
+        assert load_tokenizer(str(folder))(texts)["input_ids"] == [[1, *x] for x in sp.encode(texts)]
+
+        def fake_download(repo: str, filename: str, **kw) -> str:
+            if filename == "tokenizer.json":
+                raise EntryNotFoundError("no tokenizer.json")
+            return str(folder / filename)
+
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+        assert load_tokenizer("someone/llama-tokenizer")(texts)["input_ids"] == [[1, *x] for x in sp.encode(texts)]
+    finally:
+        load_tokenizer.cache_clear()

@@ -23,22 +23,27 @@ CONVERSION_VERSION = 2
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """A fast Hugging Face tokenizer where one can be had.
 
-    - a folder: ``AutoTokenizer.from_pretrained`` (falls back to a lone ``tokenizer.json``
-      or ``tokenizer.model`` inside it);
+    - a folder: ``AutoTokenizer.from_pretrained`` when it has a ``tokenizer.json``; a folder
+      with only a SentencePiece ``tokenizer.model`` (``oobabooga/llama-tokenizer``, the one
+      the Tulu 2 recipe counts with) goes through this module's conversion instead, since
+      ``transformers``' own conversion does not encode like SentencePiece;
     - a ``.json`` file: ``PreTrainedTokenizerFast(tokenizer_file=...)``;
     - a ``.model`` file: SentencePiece, converted to a fast tokenizer with the same ids;
-    - anything else: a hub name, loaded through ``AutoTokenizer`` (offline: a one-line error).
+    - anything else: a hub name; a repo whose tokenizer is only a ``tokenizer.model`` is
+      converted like a folder, others load through ``AutoTokenizer`` (offline: a one-line error).
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     p = Path(name_or_path).expanduser()
     if p.is_dir():
-        if (p / "tokenizer_config.json").exists() or (p / "config.json").exists():
-            return AutoTokenizer.from_pretrained(str(p))
         if (p / "tokenizer.json").exists():
+            if (p / "tokenizer_config.json").exists() or (p / "config.json").exists():
+                return AutoTokenizer.from_pretrained(str(p))
             return load_tokenizer(str(p / "tokenizer.json"))
         if (p / "tokenizer.model").exists():
             return load_tokenizer(str(p / "tokenizer.model"))
+        if (p / "tokenizer_config.json").exists() or (p / "config.json").exists():
+            return AutoTokenizer.from_pretrained(str(p))
         raise FileNotFoundError(f"tokenizer folder {p} has no tokenizer.json, tokenizer.model or tokenizer_config.json")
     if p.suffix == ".json" and p.exists():
         return PreTrainedTokenizerFast(tokenizer_file=str(p))
@@ -46,6 +51,9 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
         return _sentencepiece(p)
     if p.suffix in (".json", ".model") or name_or_path.startswith((".", "/", "~")):
         raise FileNotFoundError(f"tokenizer file not found: {name_or_path}")
+    model = _hub_sentencepiece_only(name_or_path)
+    if model is not None:
+        return _sentencepiece(model)
     try:
         return AutoTokenizer.from_pretrained(name_or_path)
     except OSError as e:
@@ -53,6 +61,25 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
             f"cannot load tokenizer {name_or_path!r} from the Hugging Face hub ({e.__class__.__name__}); "
             f"download it first (`huggingface-cli download {name_or_path}`) and pass the local folder"
         ) from None
+
+
+def _hub_sentencepiece_only(repo: str) -> Path | None:
+    """The hub repo's ``tokenizer.model`` when it has no ``tokenizer.json`` (else None, and
+    None whenever the hub cannot say: ``AutoTokenizer`` then reports the problem)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        hf_hub_download(repo, "tokenizer.json")
+        return None
+    except EntryNotFoundError:
+        pass
+    except Exception:  # noqa: BLE001 - offline, gated, unknown repo: AutoTokenizer says which
+        return None
+    try:
+        return Path(hf_hub_download(repo, "tokenizer.model"))
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def cache_root() -> Path:
