@@ -99,24 +99,24 @@ def make_mirror(d: Path, root: Path) -> dict:
     tool = json.loads((t / "gpteacher/Toolformer/toolformer-similarity-0.6-dataset.json").read_text())
     role = json.loads((t / "gpteacher/Roleplay/roleplay-simple-deduped-roleplay-instruct.json").read_text())
 
-    _parquet([{"id": f"coconot-{i}", "category": "Requests with safety concerns", "prompt": r["instruction"], "response": r["output"]} for i, r in enumerate(alpaca[:60])], root / "allenai/coconot/original/train-00000-of-00001.parquet")
+    write_jsonl(_put(root / "allenai/coconot/original/coconot_train.jsonl"), [{"id": f"coconot-{i}", "category": "Requests with safety concerns", "subcategory": "dangerous or sensitive topics", "prompt": r["instruction"], "response": r["output"]} for i, r in enumerate(alpaca[:60])])
     _parquet([{"id": f"flan-{i}", "messages": _msgs(("user", r["prompt"]), ("assistant", r["completion"])), "source": "flan_v2"} for i, r in enumerate(t0[:60])], root / "ai2-adapt-dev/flan_v2_converted/data/train-00000-of-00001.parquet")
     _parquet([{"prompt": r["instruction"], "prompt_id": f"nr{i}", "messages": _msgs(("system", "You are a helpful assistant."), ("user", r["instruction"]), ("assistant", r["output"])), "category": "Open QA"} for i, r in enumerate(lima[:60])], root / "HuggingFaceH4/no_robots/data/train-00000-of-00001.parquet")
     with gzip.open(_put(root / "OpenAssistant/oasst1/2023-04-12_oasst_ready.trees.jsonl.gz"), "wb") as g:
         g.write((t / "oasst/model/model_eval/manual/data/en_100_tree.jsonl").read_bytes())
 
-    def persona(name: str, rows: list[tuple[str, str]], shards: int = 1) -> None:
-        recs = [{"id": f"personahub_{name}_{i}", "prompt": q, "messages": _msgs(("user", q), ("assistant", a))} for i, (q, a) in enumerate(rows)]
+    def persona(repo: str, rows: list[tuple[str, str]], shards: int = 1) -> None:
+        recs = [{"id": f"personahub_{i}", "prompt": q, "messages": _msgs(("user", q), ("assistant", a))} for i, (q, a) in enumerate(rows)]
         for k in range(shards):
-            _parquet(recs[k::shards], root / f"allenai/tulu-3-sft-personas-{name}/data/train-{k:05d}-of-{shards:05d}.parquet")
+            _parquet(recs[k::shards], root / f"allenai/{repo}/data/train-{k:05d}-of-{shards:05d}.parquet")
 
-    persona("math", [(r["question"], r["answer"]) for r in gsm_train[:60]], shards=2)
+    persona("tulu-3-personas-math", [(r["question"], r["answer"]) for r in gsm_train[:60]], shards=2)
     # 5 GSM8K test questions (0.4% of the 1,319: removed, but under the 2% report line)
     gsm_planted = [(r["question"], "Let me solve it. " + r["answer"]) for r in gsm_test[:5]]
-    persona("math-grade", gsm_planted + [(r["question"], r["answer"]) for r in gsm_train[60:95]])
-    persona("code", [(r["instruction"] + "\n" + r["input"], r["output"]) for r in code[:40]])
-    persona("algebra", [(r["question"], r["answer"]) for r in gsm_train[95:135]])
-    persona("instruction-following", [(r["instruction"], r["output"]) for r in alpaca[60:100]])
+    persona("tulu-3-sft-personas-math-grade", gsm_planted + [(r["question"], r["answer"]) for r in gsm_train[60:95]])
+    persona("tulu-3-sft-personas-code", [(r["instruction"] + "\n" + r["input"], r["output"]) for r in code[:40]])
+    persona("tulu-3-personas-algebra", [(r["question"], r["answer"]) for r in gsm_train[95:135]])
+    persona("tulu-3-sft-personas-instruction-following", [(r["instruction"], r["output"]) for r in alpaca[60:100]])
     _parquet([{"problem": r["instruction"], "solution": r["output"], "messages": _msgs(("user", r["instruction"]), ("assistant", r["output"]))} for r in alpaca[100:140]], root / "AI-MO/NuminaMath-TIR/data/train-00000-of-00001.parquet")
     # WildGuardMix: every third row is prompt-only (response null): validation removes it
     wgm = [{"prompt": q, "adversarial": i % 2 == 0, "response": None if i % 3 == 0 else a, "prompt_harm_label": "harmful", "response_refusal_label": None, "response_harm_label": None, "subcategory": "others"} for i, (q, a) in enumerate(hh_pairs[:60])]
