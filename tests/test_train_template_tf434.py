@@ -12,7 +12,7 @@ import pytest
 import sentencepiece as spm
 
 from mixer.tokenizers import load_tokenizer
-from train.template import apply_template, encode
+from mixer_train.template import apply_template, encode
 
 ROLES = {"human": "user", "gpt": "assistant"}
 
