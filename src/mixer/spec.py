@@ -126,6 +126,14 @@ class _SpecRaw(_Model):
     sources: dict[str, Any]
     mix: list[Any] = []
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        """The default output is ``build/<name>``: a path in the name would leave ``build/``."""
+        if not v.strip() or v in (".", "..") or any(c in v for c in "/\\\0") or v != v.strip():
+            raise ValueError(f"name {v!r} must be a plain folder name: not empty, not '.' or '..', no '/', '\\' or surrounding spaces")
+        return v
+
     @field_validator("sources")
     @classmethod
     def _non_empty(cls, v: dict[str, Any]) -> dict[str, Any]:
