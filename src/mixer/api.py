@@ -193,14 +193,16 @@ def open(path: str | Path, progress: bool = True) -> Mixture:  # noqa: A001 - mi
 
 
 def build(spec: str | Path | Any, output: str | Path | None = None, source_dir: str | Path | None = None,
-          progress: bool = True, jsonl: bool | None = None) -> Mixture:
+          progress: bool = True, jsonl: bool | None = None, force: bool = False) -> Mixture:
     """Build a spec (a path or a loaded ``Spec``) and open the result; progress shows as a
-    table of bars in Jupyter, rich bars in a terminal."""
+    table of bars in Jupyter, rich bars in a terminal. ``output`` is replaced only when it
+    is an earlier build or empty; ``force`` writes into a folder holding other files,
+    replacing same-named files and removing nothing."""
     from mixer.pipeline import build as run_build
     from mixer.spec import Spec, load_spec
 
     s = spec if isinstance(spec, Spec) else load_spec(spec, source_dir)
-    res = run_build(s, output, auto_reporter() if progress else NullReporter(), jsonl)
+    res = run_build(s, output, auto_reporter() if progress else NullReporter(), jsonl, force=force)
     return Mixture(res.output, progress)
 
 

@@ -1,7 +1,8 @@
 """Reading a finished build folder: its frames, its manifest, and "why is X (not) here?".
 
-A build is complete only when ``manifest.json`` says so and the file hashes match; temp
-folders of interrupted builds (``.NAME.tmp-*``) never qualify.
+A build is complete only when ``manifest.json`` says so and the file hashes match; the
+hidden work folders of builds (``.NAME.tmp-*``, ``.NAME.old-*``) never qualify, whatever
+they hold. Opening a build first undoes what a killed build left (``mixer.publish.recover``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from mixer.io import sha256_file
+from mixer.publish import is_hidden_work_dir, recover
 
 
 class IncompleteBuild(ValueError):
@@ -24,6 +26,12 @@ class IncompleteBuild(ValueError):
 class BuildDir:
     def __init__(self, path: str | Path, verify: bool = False):
         self.path = Path(path)
+        if is_hidden_work_dir(self.path):
+            raise IncompleteBuild(f"{self.path}: a hidden work folder of a build (temp or replaced), never a build; open the folder without the dot")
+        try:
+            recover(self.path)
+        except OSError:
+            pass  # a read-only place: nothing to undo from here, and the checks below still hold
         if not self.path.is_dir():
             raise FileNotFoundError(f"no build folder at {self.path}")
         mf = self.path / "manifest.json"

@@ -8,10 +8,7 @@ bug and stops the build.
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -20,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from mixer import __version__
+from mixer import __version__, publish
 from mixer.formats.base import FormatContext, get_format
 from mixer.io import Loaded, files_of, sha256_file
 from mixer.progress import NullReporter
@@ -138,30 +135,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _tmp_dir(output: Path) -> Path:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.tmp-{os.getpid()}-{time.time_ns()}"
-    tmp.mkdir()
-    return tmp
-
-
-def _publish(tmp: Path, output: Path) -> None:
-    """Swap the finished temp folder into place; an old build is replaced only now."""
-    old = None
-    if output.exists():
-        old = output.parent / f".{output.name}.old-{os.getpid()}-{time.time_ns()}"
-        output.rename(old)
-    tmp.rename(output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _write_frame(frame: pl.DataFrame, path: Path) -> None:
     frame.write_parquet(path, compression="zstd", statistics=True, row_group_size=50_000)
 
 
-def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None, engine: Any = None) -> BuildResult:
+def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None, engine: Any = None,
+          force: bool = False) -> BuildResult:
     """Build ``spec`` into ``output`` (default: the spec's output folder).
+
+    ``output`` is replaced only when it is an earlier build or empty; ``force`` adds the
+    build's files to a folder holding other files, removing none of them (mixer.publish).
 
     ``engine`` runs the stages: None or "local" (this process), "ray", or an engine object
     from ``mixer.engines.make_engine`` (left open for the caller to reuse and close)."""
@@ -169,18 +152,18 @@ def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, js
 
     eng = make_engine(engine or "local") if engine is None or isinstance(engine, str) else engine
     try:
-        return _build(spec, output, reporter, jsonl, eng)
+        return _build(spec, output, reporter, jsonl, eng, force)
     finally:
         if eng is not engine:
             eng.close()
 
 
-def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | None, eng: Any) -> BuildResult:
+def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | None, eng: Any, force: bool) -> BuildResult:
     out = Path(output) if output is not None else spec.output
     rep = reporter or NullReporter()
     ledger = Ledger()
     order = list(spec.sources)
-    tmp = _tmp_dir(out)
+    tmp = publish.prepare(out, force)
     t_start = time.perf_counter()
     try:
         frames, removed, sources_info = [], [], {}
@@ -223,10 +206,9 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
         manifest = _manifest(spec, mix, removed_all, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
         if eng.name != "local":
             manifest["engine"] = getattr(eng, "describe", lambda: eng.name)()
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        _publish(tmp, out)
+        publish.publish(tmp, out, manifest, force)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        publish.discard(tmp)
         raise
     return BuildResult(out, mix, removed_all, manifest)
 

@@ -56,8 +56,11 @@ def build_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     engine: str = typer.Option("local", "--engine", help="Where stages run: local (this process) or ray (a Ray cluster)."),
     address: str = typer.Option(None, "--address", help="Ray cluster HOST:PORT (with --engine ray; default: a new local Ray instance)."),
+    force: bool = typer.Option(False, "--force", help="Build into a folder that holds other files: write the build's files into it, replacing same-named ones, and remove nothing else."),
 ) -> None:
-    """Build a mixture: mixture.parquet, removed.parquet, manifest.json."""
+    """Build a mixture: mixture.parquet, removed.parquet, manifest.json.
+
+    The output is replaced only when it is an earlier build or an empty folder."""
     from mixer.engines import EngineError, make_engine
     from mixer.pipeline import build
     from mixer.progress import NullReporter, RichReporter
@@ -70,7 +73,7 @@ def build_cmd(
         s = load_spec(spec, source_dir)
         eng = make_engine(engine, **({"address": address} if address else {}))
         try:
-            res = build(s, staging / "build" if staging else output, NullReporter() if quiet else RichReporter(), jsonl or None, engine=eng)
+            res = build(s, staging / "build" if staging else output, NullReporter() if quiet else RichReporter(), jsonl or None, engine=eng, force=force)
         finally:
             eng.close()
         if url:
