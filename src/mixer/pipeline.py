@@ -22,6 +22,7 @@ import polars as pl
 
 from mixer import __version__
 from mixer.arrow_out import write_frame
+from mixer.card import CARD_FILE, card
 from mixer.formats.base import FormatContext, get_format
 from mixer.io import Loaded, sha256_file
 from mixer.progress import NullReporter
@@ -225,6 +226,7 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
         if eng.name != "local":
             manifest["engine"] = getattr(eng, "describe", lambda: eng.name)()
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        (tmp / CARD_FILE).write_text(card(manifest))  # README.md: the build as a Hugging Face dataset
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -19,16 +19,18 @@ MATCHES_FILE = "contamination_matches.parquet"
 
 def match_rows(frame: pl.DataFrame, evals: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
     """``id, source, benchmark, instance_id, coverage, n_ngrams, short, record_hits,
-    instance_hits`` (+ ``rec``/``inst`` row numbers) for every match."""
+    instance_hits, instance_text`` (+ ``rec``/``inst`` row numbers) for every match; the
+    instance's prompt (first 2,000 characters) lets a reader judge the match."""
     recs = frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("rec"), "id", "source")
-    insts = evals.select(pl.int_range(pl.len(), dtype=pl.Int32).alias("inst"), "benchmark", "instance_id")
+    insts = evals.select(pl.int_range(pl.len(), dtype=pl.Int32).alias("inst"), "benchmark", "instance_id",
+                         pl.col("prompt").str.slice(0, 2000).alias("instance_text"))
     m = pairs.join(recs, on="rec", how="left").join(insts, on="inst", how="left")
     return m.with_columns(
         pl.len().over(["rec", "benchmark"]).cast(pl.Int32).alias("record_hits"),
         pl.len().over("inst").cast(pl.Int32).alias("instance_hits"),
     ).select(
         "id", "source", "benchmark", "instance_id", "coverage", "n_ngrams", "short",
-        "record_hits", "instance_hits", "rec", "inst",
+        "record_hits", "instance_hits", "instance_text", "rec", "inst",
     )
 
 
