@@ -94,7 +94,9 @@ class Mixture:
     def why(self, record_id: str) -> pl.DataFrame:
         """Where a record went: kept (and where) or removed by which step, and why."""
         facts = self.build_dir.why(record_id)
-        cols = {"id": pl.Utf8, "status": pl.Utf8, "source": pl.Utf8, "step": pl.Utf8, "reason": pl.Utf8, "detail": pl.Utf8, "position": pl.Int64}
+        cols = {"id": pl.Utf8, "status": pl.Utf8, "source": pl.Utf8, "step": pl.Utf8, "reason": pl.Utf8, "detail": pl.Utf8, "position": pl.Int64,
+                "text": pl.Utf8, "counterpart_id": pl.Utf8, "counterpart_text": pl.Utf8, "similarity": pl.Utf8,
+                "benchmark": pl.Utf8, "instance_id": pl.Utf8, "instance_text": pl.Utf8, "coverage": pl.Float64}
         return pl.DataFrame([{k: f.get(k) for k in cols} for f in facts], schema=cols)
 
     # ------------------------------------------------------------------ numbers and pictures
