@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -64,6 +65,8 @@ def build_cmd(
 
     if address and engine != "ray":
         fail("--address needs --engine ray")
+    if quiet:
+        os.environ["MIXER_NO_PROGRESS"] = "1"  # steps' own bars and log lines too
     url = output if output and "://" in output else None  # shared storage: build here, then upload
     staging = Path(tempfile.mkdtemp(prefix="mixer-build-")) if url else None
     try:
@@ -79,8 +82,8 @@ def build_cmd(
             url = publish(res.output, url)
     except SpecError as e:
         fail(str(e))
-    except ImportError as e:
-        fail(f"--engine {engine} needs an extra: pip install 'mixer[{engine}]' ({e})")
+    except ImportError as e:  # MissingExtra: one line naming the extra
+        fail(str(e))
     except (InputError, ValueError, OSError, EngineError) as e:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)

@@ -21,7 +21,9 @@ def make_engine(name: str = "local", **options: Any) -> Engine:
             raise ValueError(f"the local engine takes no options (got {sorted(options)})")
         return LocalEngine()
     if name == "ray":
-        from mixer.engines.ray_engine import RayEngine
+        from mixer.extras import import_feature
+
+        RayEngine = import_feature("ray", "mixer.engines.ray_engine").RayEngine
 
         return RayEngine(**options)
     raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
