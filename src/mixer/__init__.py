@@ -8,7 +8,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("open", "build", "Mixture")
+_API = ("open", "build", "validate", "contamination", "dedup_report", "push", "Mixture")
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,8 @@ concatenate. ``decode`` turns it into a struct column when you want one.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import orjson
 import polars as pl
@@ -42,4 +44,6 @@ def decode(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` with ``meta`` as a struct column (the union of keys; null where absent)."""
     if frame["meta"].is_null().all():
         return frame
-    return frame.with_columns(pl.col("meta").str.json_decode(infer_schema_length=None))
+    lines = frame.select(pl.concat_str([pl.lit('{"meta":'), pl.col("meta").fill_null("null"), pl.lit("}")]).str.join("\n")).item()
+    decoded = pl.read_ndjson(io.BytesIO(lines.encode()), infer_schema_length=None)["meta"]
+    return frame.with_columns(decoded)

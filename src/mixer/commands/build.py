@@ -104,10 +104,15 @@ def validate_cmd(
     no_files: bool = typer.Option(False, "--no-files", help="Do not check that local data files exist."),
 ) -> None:
     """Check a spec (keys, types, steps, formats, files) without building."""
+    from mixer.spec_checks import check
+
     try:
         s = load_spec(spec, source_dir, check_files=not no_files)
     except SpecError as e:
         fail(str(e))
+    problems = check(s, files=not no_files)
+    if problems:
+        fail("\n".join(problems))
     t = Table(title=f"{s.name}: {len(s.sources)} sources, {len(s.mix)} mix steps, seed {s.seed}", title_justify="left")
     for c in ("source", "load", "format", "steps", "sample"):
         t.add_column(c)
