@@ -126,7 +126,7 @@ mix:
 
 
 def test_push_to_the_network_boundary(sample: Path, tmp_path: Path, monkeypatch) -> None:
-    from mixer import push as push_mod
+    from mixer import hub as push_mod
 
     copy = tmp_path / "b"
     shutil.copytree(sample, copy)
@@ -181,3 +181,47 @@ def test_meta_set_twice_keeps_one_key() -> None:
     assert all(m.count('"truncated"') == 1 for m in twice["meta"])
     assert decode(twice)["meta"].struct.field("truncated").struct.field("messages").to_list() == [2, 3]
     assert BuildDir  # the readers below use the same module
+
+
+def _decontam_spec(tmp_path: Path, evals: str, eval_dir: str | None = None) -> Path:
+    (tmp_path / "d.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
+    spec = tmp_path / "s.yaml"
+    extra = f", eval_dir: {eval_dir}" if eval_dir else ""
+    spec.write_text(f"name: v\nseed: 1\nsources:\n  d: {{load: {{path: d.jsonl}}, format: messages}}\nmix:\n  - decontaminate: {{evals: {evals}{extra}}}\n")
+    return spec
+
+
+def test_validate_rejects_unknown_eval_set_split_and_eval_dir(tmp_path: Path) -> None:
+    import mixer
+
+    out = _cli("validate", str(_decontam_spec(tmp_path, "[gsm8k, nosuchbench]")))
+    assert out.returncode == 2 and "nosuchbench" in out.stderr and "s.yaml:6" in out.stderr, out.stderr
+    out = _cli("validate", str(_decontam_spec(tmp_path, "['gsm8k:nosplit']")))
+    assert out.returncode == 2 and "no split 'nosplit'" in out.stderr, out.stderr
+    out = _cli("validate", str(_decontam_spec(tmp_path, "[gsm8k, mmlu]", "missing_evals")))
+    assert out.returncode == 2 and "missing_evals is not a folder" in out.stderr, out.stderr
+    (tmp_path / "ev" / "gsm8k").mkdir(parents=True)
+    out = _cli("validate", str(_decontam_spec(tmp_path, "[gsm8k, mmlu]", "ev")))
+    assert out.returncode == 2 and "no sub-folder mmlu/" in out.stderr and "gsm8k/" not in out.stderr, out.stderr
+    (tmp_path / "ev" / "mmlu").mkdir()
+    assert _cli("validate", str(_decontam_spec(tmp_path, "[gsm8k, mmlu]", "ev"))).returncode == 0
+    with pytest.raises(ValueError, match="nosuchbench"):
+        mixer.validate(_decontam_spec(tmp_path, "[nosuchbench]"))
+
+
+def test_validate_checks_tokenizer_paths(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: v\nseed: 1\ntokenizer: ./tok/tokenizer.model\nsources:\n  d: {load: {path: d.jsonl}, format: messages}\n")
+    out = _cli("validate", str(spec))
+    assert out.returncode == 2 and "tokenizer.model does not exist" in out.stderr, out.stderr
+
+
+def test_api_builds_a_dict_spec(tmp_path: Path) -> None:
+    import mixer
+
+    spec = {"name": "d", "seed": 3, "sources": {"chat": {"load": {"path": str(ROOT / "data" / "sample" / "chat.jsonl")},
+                                                       "format": "messages", "on_error": "skip"}}}
+    m = mixer.build(spec, output=tmp_path / "d", progress=False)
+    assert len(m) > 0 and (tmp_path / "d" / "README.md").exists()
+    assert m.why("chat:11")["status"].to_list()  # readable through the API too

@@ -251,7 +251,7 @@ def dedup_report(build: str | Path, top: int = 5, examples: int = 3) -> dict[str
 def push(build: str | Path, repo_id: str, private: bool = False, revision: str | None = None, token: str | None = None) -> str:
     """Publish a build as a Hugging Face dataset repo (card, mixture, ledger, manifest);
     returns its URL."""
-    from mixer.push import push as run_push
+    from mixer.hub import push as run_push
 
     return run_push(build, repo_id, private, revision, token)
 

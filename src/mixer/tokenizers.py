@@ -12,8 +12,10 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedTokenizerBase
+if TYPE_CHECKING:  # transformers is imported only when a tokenizer is loaded
+    from transformers import PreTrainedTokenizerBase
 
 
 @functools.lru_cache(maxsize=8)

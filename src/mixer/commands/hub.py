@@ -16,7 +16,7 @@ def push_cmd(
     revision: str = typer.Option(None, "--revision", help="Branch to push to (created if missing; default: main)."),
 ) -> None:
     """Publish a build as a Hugging Face dataset: card, mixture, ledger, manifest."""
-    from mixer.push import PushError, push
+    from mixer.hub import PushError, push
 
     try:
         url = push(build, repo_id, private, revision)
