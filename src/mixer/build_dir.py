@@ -73,7 +73,7 @@ class BuildDir:
         gone = self.removed.filter((pl.col("id") == record_id) | prefix)
         for row in gone.iter_rows(named=True):
             fact = {"id": row["id"], "status": "removed", **{k: row[k] for k in ("source", "step", "reason", "detail")}, "text": record_text(row)}
-            out.append({**fact, **self._counterpart(row)})
+            out.append({**fact, **self.counterpart(row)})
         # Records removed as a duplicate *of* this one.
         if kept.height:
             ids = kept["id"].to_list()
@@ -83,7 +83,7 @@ class BuildDir:
                 out.append({"id": row["id"], "status": "duplicate_of_this", **{k: row[k] for k in ("source", "step", "reason", "detail")}})
         return out
 
-    def _counterpart(self, row: dict[str, Any]) -> dict[str, Any]:
+    def counterpart(self, row: dict[str, Any]) -> dict[str, Any]:
         """What a removed record was measured against: the kept record of a duplicate, or
         the benchmark instance of a contamination match."""
         detail = row.get("detail") or ""

@@ -88,6 +88,7 @@ def render(report: dict, console=None, top: int = 0, matches: pl.DataFrame | Non
     """Print the matrix as one row per (source, benchmark) with overlap (it stays readable
     with many sources and benchmarks), then the top matches when asked."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
@@ -97,7 +98,12 @@ def render(report: dict, console=None, top: int = 0, matches: pl.DataFrame | Non
     for c, j in (("source", "left"), ("records", "right"), ("benchmark", "left"), ("instances", "right"),
                  ("hit", "right"), ("%", "right"), ("short", "right"), ("matched", "right"), ("template", "right")):
         t.add_column(c, justify=j)  # type: ignore[arg-type]
-    rows = sorted(report["matrix"], key=lambda r: (r["source"] == "(all)", r["source"], r["benchmark"]))
+    # Every benchmark checked gets an (all) row, 0% included, so a clean result is visible too.
+    hit = {r["benchmark"] for r in report["matrix"] if r["source"] == "(all)"}
+    zero = [{"source": "(all)", "source_records": report["records"], "benchmark": b["benchmark"], "instances": b["instances"],
+             "instances_hit": 0, "pct_instances": 0.0, "short_instances_hit": 0, "records": 0, "template_records": 0}
+            for b in report.get("benchmarks", []) if b["benchmark"] not in hit]
+    rows = sorted(report["matrix"] + zero, key=lambda r: (r["source"] == "(all)", r["source"], r["benchmark"]))
     for r in rows:
         t.add_row(
             r["source"], str(r["source_records"]), r["benchmark"], str(r["instances"]), str(r["instances_hit"]),
@@ -116,8 +122,11 @@ def render(report: dict, console=None, top: int = 0, matches: pl.DataFrame | Non
     console.print(f"{report['matched_records']} records matched, {report['removed']} removed (action: {p['action']})")
     if top and matches is not None and matches.height:
         mt = Table(title=f"top {top} matches by coverage")
-        for c in ("id", "source", "benchmark", "instance_id", "coverage", "short", "record_hits", "instance_hits"):
+        for c in ("id", "source", "benchmark", "instance_id", "coverage", "short", "record_hits", "instance_hits", "instance (start)"):
             mt.add_column(c)
         for r in matches.sort(["coverage", "record_hits"], descending=[True, False]).head(top).iter_rows(named=True):
-            mt.add_row(r["id"], r["source"], r["benchmark"], r["instance_id"], f"{r['coverage']:.3f}", str(r["short"]), str(r["record_hits"]), str(r["instance_hits"]))
+            short = "[yellow]yes: matched whole[/]" if r["short"] else "no"
+            start = " ".join((r.get("instance_text") or "").split())[:60]
+            mt.add_row(r["id"], r["source"], r["benchmark"], r["instance_id"], f"{r['coverage']:.3f}", short, str(r["record_hits"]),
+                       str(r["instance_hits"]), escape(start))
         console.print(mt)
