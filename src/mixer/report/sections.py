@@ -120,7 +120,7 @@ def contamination_html(build_path: Path, removed: pl.DataFrame, manifest: dict[s
         if isinstance(rep, dict) and isinstance(rep.get("matrix"), list):
             p = rep.get("params", {})
             parts.append(f"<p>rule <b>{html.escape(str(p.get('rule')))}</b>, n={p.get('n')}, threshold {p.get('threshold')}, "
-                         f"roles {html.escape(str(p.get('roles')))}, action <b>{html.escape(str(p.get('action')))}</b>: "
+                         f"roles {html.escape(_words(p.get('roles')))}, action <b>{html.escape(str(p.get('action')))}</b>: "
                          f"{rep.get('matched_records', 0):,} records matched, {rep.get('removed', 0):,} removed.</p>")
             cols = ["source", "benchmark", "instances", "instances_hit", "pct_instances", "records", "template_records", "source_records"]
             matrix = pl.DataFrame(rep["matrix"], infer_schema_length=None)
@@ -200,3 +200,8 @@ def removal_examples_html(build: Any, per_reason: int = 2, max_chars: int = 500)
 
 def _cut(text: str, n: int) -> str:
     return text if len(text) <= n else text[:n] + f" … [{len(text) - n:,} more characters]"
+
+
+def _words(value: Any) -> str:
+    """A list as ``a, b`` (never a Python repr in the page)."""
+    return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
