@@ -225,3 +225,22 @@ def test_api_builds_a_dict_spec(tmp_path: Path) -> None:
     m = mixer.build(spec, output=tmp_path / "d", progress=False)
     assert len(m) > 0 and (tmp_path / "d" / "README.md").exists()
     assert m.why("chat:11")["status"].to_list()  # readable through the API too
+
+
+def test_preference_stats_show_chosen_longer_share() -> None:
+    from mixer.stats import TokenCounter, record_lengths, stats_from_lengths
+    from mixer.stats.table import columns
+
+    def pair(c: str, r: str) -> dict:
+        return {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": c}],
+                "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": r}]}
+
+    rows = [pair("a b c d", "a"), pair("a b c", "a b"), pair("a", "a b c"), pair("x y", "x y")]
+    frame = pl.DataFrame([{"id": f"p:{i}", "source": "p", **r, "meta": None} for i, r in enumerate(rows)])
+    counter = TokenCounter()
+    stats = stats_from_lengths(record_lengths(frame, counter), counter, "preference", ["p"])
+    assert stats.rows["p"]["chosen_longer_pct"] == 50.0  # 2 of 4 pairs: chosen strictly longer
+    assert ("chosen longer", "chosen_longer_pct") in [(h, k) for h, k, _ in columns(stats)]
+    m = {"name": "p", "kind": "preference", "tokenizer": "t", "sources": {"p": {"lengths": stats.rows["p"], "read": 4, "kept": 4, "removed": {}}}}
+    text = card(m)
+    assert "chosen longer %" in text and "| 50.0 |" in text
