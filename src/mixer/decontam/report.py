@@ -95,9 +95,10 @@ def render(report: dict, console=None, top: int = 0, matches: pl.DataFrame | Non
     p = report["params"]
     rule = f"rule {p['rule']}, n={p['n']}" + (f", coverage > {p['threshold']}" if p["rule"] == "tulu3" else "")
     t = Table(title=f"contamination ({rule}, short: {p['short']})")
-    for c, j in (("source", "left"), ("records", "right"), ("benchmark", "left"), ("instances", "right"),
-                 ("hit", "right"), ("%", "right"), ("short", "right"), ("matched", "right"), ("template", "right")):
-        t.add_column(c, justify=j)  # type: ignore[arg-type]
+    # Short headers (explained below the table) so no header is cut in an 80-column terminal.
+    for c, j in (("source", "left"), ("recs", "right"), ("benchmark", "left"), ("insts", "right"),
+                 ("hit", "right"), ("%", "right"), ("short", "right"), ("match", "right"), ("tmpl", "right")):
+        t.add_column(c, justify=j, min_width=len(c))  # type: ignore[arg-type]
     # Every benchmark checked gets an (all) row, 0% included, so a clean result is visible too.
     hit = {r["benchmark"] for r in report["matrix"] if r["source"] == "(all)"}
     zero = [{"source": "(all)", "source_records": report["records"], "benchmark": b["benchmark"], "instances": b["instances"],
@@ -114,8 +115,9 @@ def render(report: dict, console=None, top: int = 0, matches: pl.DataFrame | Non
         t.add_row("(none)", str(report["records"]), "-", "-", "0", "0.00", "0", "0", "0")
     console.print(t)
     console.print(
-        f"hit: benchmark instances overlapped; short: of those, instances under {p['n']} tokens matched by containment; "
-        f"matched: training records matching; template: records hitting >= {p['template_min']} instances of the benchmark"
+        f"recs: records of the source; insts: instances of the benchmark; hit: instances overlapped; short: of those, "
+        f"instances under {p['n']} tokens matched whole (containment); match: training records matching; "
+        f"tmpl: records hitting >= {p['template_min']} instances of the benchmark (template matches)"
     )
     for d in report.get("dropped_sources") or []:
         console.print(f"dropped source [bold]{d['source']}[/]: overlaps {d['pct']:.2f}% of {d['benchmark']} (limit {d['limit']}%)")
