@@ -24,7 +24,7 @@ from mixer import __version__
 from mixer.arrow_out import write_frame
 from mixer.card import CARD_FILE, card
 from mixer.formats.base import FormatContext, get_format
-from mixer.io import Loaded, sha256_file
+from mixer.io import Loaded, files_of, sha256_file
 from mixer.progress import NullReporter
 from mixer.records import conform, empty_records, empty_removed
 from mixer.removed_content import conform_removed, with_content
@@ -107,8 +107,9 @@ def format_source(raw: pl.DataFrame, src: SourceSpec, spec: Spec) -> StepResult:
     ctx = FormatContext(src.name, spec.seed, spec.tokenizer, spec.root)
     try:
         res = fmt.fn(raw, src.format.config, ctx)
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"source {src.name!r}, format {src.format.name!r}: {e}") from None
+    except (ValueError, KeyError, pl.exceptions.PolarsError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ValueError(f"{files_of(raw)}: source {src.name!r}, format {src.format.name!r}: {msg}") from None
     res.kept = conform(res.kept) if res.kept.height else empty_records(fmt.kind)
     if ctx.info:
         res.info = {**ctx.info, **res.info}
