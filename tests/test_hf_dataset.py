@@ -244,3 +244,16 @@ def test_preference_stats_show_chosen_longer_share() -> None:
     m = {"name": "p", "kind": "preference", "tokenizer": "t", "sources": {"p": {"lengths": stats.rows["p"], "read": 4, "kept": 4, "removed": {}}}}
     text = card(m)
     assert "chosen longer %" in text and "| 50.0 |" in text
+
+
+def test_validate_checks_select_targets_and_model_folders(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    (tmp_path / "d.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: v\nseed: 1\nsources:\n  d: {load: {path: d.jsonl}, format: messages}\nmix:\n"
+                    "  - select: {method: rds_plus, budget: 1, model: ./models/base, targets: {a: nosuch:train, b: {path: t.jsonl}}}\n")
+    out = _cli("validate", str(spec))
+    assert out.returncode == 2, out.stderr
+    assert "select.model: ./models/base does not exist" in out.stderr
+    assert "select.targets.a: unknown eval set 'nosuch'" in out.stderr
+    assert "select.targets.b: file" in out.stderr and "t.jsonl does not exist" in out.stderr
