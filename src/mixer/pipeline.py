@@ -207,7 +207,7 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
                 before = eng.counts(mix)
                 res = eng.run_step(step, mix, ctx)
                 ledger.record("mix", step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
-                removed.append(with_content(res.removed, mix))
+                removed.append(with_content(res.removed, mix, eng))
                 mix = res.kept
             mix = eng.collect(mix)
             if spec.mix:
@@ -274,7 +274,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     before = eng.counts(frame)
     res = eng.validate(frame)
     ledger.record(name, "validate", before, res, time.perf_counter() - t0, kept_counts=eng.counts(res.kept))
-    removed.append(with_content(res.removed, frame))
+    removed.append(with_content(res.removed, frame, eng))
     frame = res.kept
 
     steps = list(src.steps)
@@ -289,7 +289,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
         before = eng.counts(frame)
         res = eng.run_step(step, frame, ctx)
         ledger.record(name, step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
-        removed.append(with_content(res.removed, frame))
+        removed.append(with_content(res.removed, frame, eng))
         frame = res.kept
         if step.name == "sample":
             sample_info = res.info

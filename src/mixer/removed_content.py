@@ -22,16 +22,21 @@ def removed_schema(kind: str) -> dict[str, pl.DataType]:
     return {**REMOVED_SCHEMA, **{c: MESSAGES for c in CONTENT_COLUMNS[kind]}}
 
 
-def with_content(removed: pl.DataFrame, before: Any) -> pl.DataFrame:
+def with_content(removed: pl.DataFrame, before: Any, engine: Any = None) -> pl.DataFrame:
     """``removed`` plus the removed records' message columns, taken from ``before`` (the
-    stage's input: a polars frame, or an engine frame with a ``collect``)."""
+    stage's input: a polars frame, or an engine's distributed frame, from which only the
+    removed records are fetched)."""
     if removed.height == 0:
         return removed
     cols = [c for c in ("messages", "chosen", "rejected") if c in _columns(before)]
     if not cols:
         return removed
-    frame = before if isinstance(before, pl.DataFrame) else _collect(before, ["id", *cols])
-    content = frame.select("id", *cols).filter(pl.col("id").is_in(removed["id"].implode())).unique("id", keep="first")
+    ids = removed["id"].implode()
+    if isinstance(before, pl.DataFrame):
+        content = before.select("id", *cols).filter(pl.col("id").is_in(ids))
+    else:
+        content = _fetch(before, ids, cols, engine)
+    content = content.unique("id", keep="first", maintain_order=True)
     return removed.drop([c for c in cols if c in removed.columns]).join(content, on="id", how="left", maintain_order="left")
 
 
@@ -50,7 +55,13 @@ def _columns(frame: Any) -> list[str]:
     return list(CONTENT_COLUMNS.get(kind, ())) if kind else []
 
 
-def _collect(frame: Any, columns: list[str]) -> pl.DataFrame:
+def _fetch(frame: Any, ids: pl.Series, cols: list[str], engine: Any) -> pl.DataFrame:
+    """The removed records of a distributed frame: ids (and positions) to the driver, then
+    only those records (an engine with ``compact`` and ``take``), else the columns whole."""
+    if engine is not None and hasattr(engine, "compact") and hasattr(engine, "take"):
+        index = engine.compact(frame, ["id"])
+        pos = index.filter(pl.col("id").is_in(ids)).get_column(index.columns[0]).to_numpy()
+        return engine.take(frame, pos).select("id", *cols)
     from mixer.engines.ray_frame import collect
 
-    return collect(frame, columns)
+    return collect(frame, ["id", *cols]).filter(pl.col("id").is_in(ids))
