@@ -73,6 +73,12 @@ class Mixture:
     def __len__(self) -> int:
         return int(self.manifest.get("records", 0))
 
+    def with_meta(self) -> pl.DataFrame:
+        """The records with ``meta`` decoded from its JSON text into a struct column."""
+        from mixer.meta import decode
+
+        return decode(self.frame)
+
     def removed(self, reason: str | list[str] | None = None, source: str | None = None, step: str | None = None) -> pl.DataFrame:
         """The ledger (every removed record with step, reason, detail), optionally filtered."""
         r = self.build_dir.removed

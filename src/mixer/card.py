@@ -73,7 +73,7 @@ def _body(m: dict[str, Any]) -> list[str]:
         'removed = load_dataset("BUILD_DIR_OR_REPO_ID", "removed")  # the ledger: id, source, step, reason, detail and the removed text',
         "```",
         "",
-        "`meta` is a JSON object per record (or null); `json.loads` it, or `mixer.meta.decode(frame)` in polars.",
+        "`meta` is a JSON object per record (or null); `json.loads` it, or in polars `mixer.open(BUILD).with_meta()` / `mixer.meta.decode(frame)`.",
         "",
     ]
     out += _sources(m)
@@ -101,7 +101,8 @@ def _inputs(info: dict[str, Any]) -> str:
     for i in info.get("inputs", []):
         if i.get("hub") or i.get("repo"):
             rev = i.get("revision") or "unpinned"
-            parts.append(f"hub `{i.get('hub') or i.get('repo')}`@`{rev}`" + (f" `{i['file']}`" if i.get("file") else ""))
+            parts.append(f"hub `{i.get('hub') or i.get('repo')}`@`{rev}`" + (f" `{i['file']}`" if i.get("file") else "")
+                         + (f" sha256 `{str(i['sha256'])[:16]}`" if i.get("sha256") else ""))
         else:
             sha = str(i.get("sha256", ""))[:16]
             parts.append(f"`{Path(str(i.get('path', '?'))).name}` sha256 `{sha}`")
