@@ -5,6 +5,7 @@ pushed through huggingface_hub up to the network call, and every removal keeps i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -257,3 +258,22 @@ def test_validate_checks_select_targets_and_model_folders(tmp_path: Path) -> Non
     assert "select.model: ./models/base does not exist" in out.stderr
     assert "select.targets.a: unknown eval set 'nosuch'" in out.stderr
     assert "select.targets.b: file" in out.stderr and "t.jsonl does not exist" in out.stderr
+
+
+def test_near_duplicate_why_and_quiet_build(tmp_path: Path) -> None:
+    base = ("Explain how photosynthesis turns sunlight water and carbon dioxide into glucose and oxygen "
+            "inside the chloroplasts of green plants during the day, and why the light reactions must come "
+            "before the Calvin cycle can fix any carbon at all; answer for a curious twelve year old reader")
+    rows = [{"messages": [{"role": "user", "content": base}, {"role": "assistant", "content": "Light reactions, then the Calvin cycle."}]},
+            {"messages": [{"role": "user", "content": base + " please"}, {"role": "assistant", "content": "Light reactions, then the Calvin cycle."}]},
+            {"messages": [{"role": "user", "content": "Name a prime number."}, {"role": "assistant", "content": "7"}]}]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"name: n\nseed: 1\noutput: {tmp_path / 'out'}\nsources:\n  d: {{load: {{path: d.jsonl}}, format: messages}}\n"
+                    "mix:\n  - minhash: {threshold: 0.7}\n")
+    out = _cli("-q", "build", str(spec))
+    assert out.returncode == 0 and out.stderr == "", out.stderr  # -q: no bars, no progress log lines
+    why = _cli("why", str(tmp_path / "out"), "d:1")
+    assert "reason near_duplicate" in why.stdout and "kept record d:0" in why.stdout, why.stdout
+    assert re.search(r"kept record d:0 \((estimated|exact) Jaccard 0\.\d+", why.stdout), why.stdout
+    assert why.stdout.count("photosynthesis") == 2

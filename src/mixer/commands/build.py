@@ -66,6 +66,7 @@ def build_cmd(
 
     if address and engine != "ray":
         fail("--address needs --engine ray")
+    quiet = quiet or bool(os.environ.get("MIXER_NO_PROGRESS"))  # `mixer -q build` as `mixer build -q`
     if quiet:
         os.environ["MIXER_NO_PROGRESS"] = "1"  # steps' own bars and log lines too
     url = output if output and "://" in output else None  # shared storage: build here, then upload
