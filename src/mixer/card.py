@@ -164,8 +164,10 @@ def _dedup(m: dict[str, Any]) -> list[str]:
             continue
         info = e.get("info", {})
         removed = sum(sum(v.values()) for v in e.get("removed", {}).values())
-        facts = [f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in info.items()
-                 if isinstance(v, int | float) and not isinstance(v, bool)]
+        params = info.get("params") if isinstance(info.get("params"), dict) else {}
+        facts = [f"{k} {params[k]}" for k in ("threshold", "shingle", "verify", "keep") if k in params]
+        facts += [f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}" for k, v in info.items()
+                  if isinstance(v, int | float) and not isinstance(v, bool)]
         cross = info.get("cross_source") or {}
         if cross:
             facts.append("across sources: " + ", ".join(f"{k} {v:,}" for k, v in cross.items()))
