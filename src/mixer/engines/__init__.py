@@ -21,9 +21,10 @@ def make_engine(name: str = "local", **options: Any) -> Engine:
             raise ValueError(f"the local engine takes no options (got {sorted(options)})")
         return LocalEngine()
     if name == "ray":
-        from mixer.extras import import_feature
+        from mixer.extras import require
 
-        RayEngine = import_feature("ray", "mixer.engines.ray_engine").RayEngine
+        require("ray", "ray")
+        from mixer.engines.ray_engine import RayEngine
 
         return RayEngine(**options)
     raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
