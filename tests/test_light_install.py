@@ -32,3 +32,6 @@ def test_fresh_venv_without_extras_builds_the_sample(tmp_path: Path) -> None:
                     "mix:\n  - select: {method: random, budget: 3}\n")
     r = subprocess.run([str(venv / "bin" / "mixer"), "build", str(spec), "-o", str(tmp_path / "s"), "-q"], capture_output=True, text=True)
     assert r.returncode == 2 and "pip install 'mixer[select]'" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = subprocess.run([str(venv / "bin" / "mixer"), "build", "mixtures/sample.yaml", "-o", str(tmp_path / "r"), "--engine", "ray", "-q"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "pip install 'mixer[ray]'" in r.stderr, r.stderr

@@ -15,14 +15,10 @@ from mixer.spec import Spec, StepSpec
 
 def check(spec: Spec, files: bool = True) -> list[str]:
     """Every problem found, one line each, naming the spec line of the step; ``files``
-    False keeps only the checks that need no local files (names and splits)."""
-    probs = [p for p in _check(spec) if files or "does not exist" not in p and "folder" not in p]
-    return probs
-
-
-def _check(spec: Spec) -> list[str]:
+    False keeps only the checks that need no local files (names and splits). The helpers
+    take ``root``, the spec's folder, or None when local files are not to be checked."""
     probs: list[str] = []
-    root = spec.root
+    root = spec.root if files else None
     if spec.tokenizer:
         probs += _path_like(spec.tokenizer, root, "tokenizer", "tokenizer")
     for step in [s for src in spec.sources.values() for s in src.steps] + list(spec.mix):
@@ -47,13 +43,13 @@ def _looks_local(value: str) -> bool:
     return value.startswith((".", "/", "~")) or value.endswith((".model", ".json")) or value.count("/") > 1
 
 
-def _path_like(value: str, root: Path, where: str, key: str) -> list[str]:
-    if _looks_local(value) and not _rel(value, root).exists():
+def _path_like(value: str, root: Path | None, where: str, key: str) -> list[str]:
+    if root is not None and _looks_local(value) and not _rel(value, root).exists():
         return [f"{where}: {key}: {value} does not exist (relative paths resolve against {root})"]
     return []
 
 
-def _evals(step: StepSpec, root: Path) -> list[str]:
+def _evals(step: StepSpec, root: Path | None) -> list[str]:
     from mixer import evalsets
 
     cfg: Any = step.config
@@ -62,26 +58,26 @@ def _evals(step: StepSpec, root: Path) -> list[str]:
         specs = evalsets.parse_specs(cfg.evals)
     except (evalsets.EvalSetError, ValueError) as e:
         return [f"{step.where}: decontaminate.evals: {e}"]
-    eval_dir = _rel(cfg.eval_dir, root) if cfg.eval_dir else None
+    eval_dir = _rel(cfg.eval_dir, root) if cfg.eval_dir and root is not None else None
     if eval_dir is not None and not eval_dir.is_dir():
         probs.append(f"{step.where}: decontaminate.eval_dir: {eval_dir} is not a folder")
         eval_dir = None
     registered = [s for s in specs if s.path is None]
     for s in specs:
         if s.path is not None:
-            if not _rel(s.path, root).exists():
+            if root is not None and not _rel(s.path, root).exists():
                 probs.append(f"{step.where}: decontaminate.evals: {s.name}: file {_rel(s.path, root)} does not exist")
             continue
         split = s.split or evalsets.EVALSETS[s.name].default_split
         if split not in evalsets.splits(s.name):
             probs.append(f"{step.where}: decontaminate.evals: eval set {s.name!r} has no split {split!r}; splits: {', '.join(evalsets.splits(s.name))}")
-        d = _rel(s.data_dir, root) if s.data_dir else eval_dir
+        d = _rel(s.data_dir, root) if s.data_dir and root is not None else eval_dir
         if d is not None and len(registered) > 1 and not (d / s.name).is_dir() and d.is_dir():
             probs.append(f"{step.where}: decontaminate.eval_dir: {d} has no sub-folder {s.name}/ (one sub-folder per benchmark)")
     return probs
 
 
-def _select(step: StepSpec, root: Path) -> list[str]:
+def _select(step: StepSpec, root: Path | None) -> list[str]:
     from mixer import evalsets
     from mixer.select.targets import parse_target
 
@@ -95,7 +91,7 @@ def _select(step: StepSpec, root: Path) -> list[str]:
         except ValueError as e:
             probs.append(f"{step.where}: select.targets.{task}: {e}")
             continue
-        if t.path is not None and not _rel(t.path, root).exists():
+        if t.path is not None and root is not None and not _rel(t.path, root).exists():
             probs.append(f"{step.where}: select.targets.{task}: file {_rel(t.path, root)} does not exist")
         elif t.evalset is not None:
             if t.evalset not in evalsets.names():
