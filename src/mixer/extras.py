@@ -21,9 +21,10 @@ FEATURES = {
     "semantic": "the semantic dedup step",
     "ray": "--engine ray",
 }
-# Top-level modules that only extras install, and the extra that brings each.
+# Top-level modules that only extras install, and the extra that brings each (torch: the
+# smallest extra with it outside `mixer train`, which maps everything to `train`).
 MODULE_EXTRA = {
-    "torch": "train", "trl": "train", "deepspeed": "train", "accelerate": "train", "peft": "train",
+    "torch": "select", "trl": "train", "deepspeed": "train", "accelerate": "train", "peft": "train",
     "sentence_transformers": "select", "faiss": "select", "model2vec": "semantic", "ray": "ray",
 }
 
