@@ -12,8 +12,10 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedTokenizerBase
+if TYPE_CHECKING:  # transformers is imported only when a tokenizer is loaded
+    from transformers import PreTrainedTokenizerBase
 
 # Bump when convert_sentencepiece changes: it is part of the on-disk cache key.
 CONVERSION_VERSION = 2

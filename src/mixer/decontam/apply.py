@@ -115,6 +115,10 @@ def decide(frame: pl.DataFrame, evals: pl.DataFrame, cfg: DecontamConfig, res: M
     info["pct_instances"] = {
         r["benchmark"]: r["pct_instances"] for r in report["matrix"] if r["source"] == "(all)"
     }
+    # Every benchmark checked (0% ones too) and the per-source overlaps: the dataset card
+    # and `mixer contamination` print the full table from the manifest.
+    info["benchmarks"] = report["benchmarks"]
+    info["matrix"] = mat.select("source", "benchmark", "pct_instances", "records", "short_instances_hit", "template_records").to_dicts()
     return Outcome(kept=kept, removed=removed, matches=matches, report=report, info=info)
 
 
