@@ -8,10 +8,7 @@ bug and stops the build.
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -20,11 +17,14 @@ from typing import Any
 
 import polars as pl
 
-from mixer import __version__
+from mixer import __version__, publish
+from mixer.arrow_out import write_frame
+from mixer.card import CARD_FILE, card
 from mixer.formats.base import FormatContext, get_format
-from mixer.io import Loaded, sha256_file
+from mixer.io import Loaded, files_of, sha256_file
 from mixer.progress import NullReporter
 from mixer.records import conform, empty_records, empty_removed
+from mixer.removed_content import conform_removed, with_content
 from mixer.spec import SourceSpec, Spec, StepSpec
 from mixer.steps.base import StepContext, StepResult, get_step
 
@@ -104,8 +104,9 @@ def format_source(raw: pl.DataFrame, src: SourceSpec, spec: Spec) -> StepResult:
     ctx = FormatContext(src.name, spec.seed, spec.tokenizer, spec.root)
     try:
         res = fmt.fn(raw, src.format.config, ctx)
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"source {src.name!r}, format {src.format.name!r}: {e}") from None
+    except (ValueError, KeyError, pl.exceptions.PolarsError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ValueError(f"{files_of(raw)}: source {src.name!r}, format {src.format.name!r}: {msg}") from None
     res.kept = conform(res.kept) if res.kept.height else empty_records(fmt.kind)
     if ctx.info:
         res.info = {**ctx.info, **res.info}
@@ -137,30 +138,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _tmp_dir(output: Path) -> Path:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.tmp-{os.getpid()}-{time.time_ns()}"
-    tmp.mkdir()
-    return tmp
+def _kind(spec: Spec) -> str:
+    return spec.kind if spec.kind != "mixed" else "sft"
 
 
-def _publish(tmp: Path, output: Path) -> None:
-    """Swap the finished temp folder into place; an old build is replaced only now."""
-    old = None
-    if output.exists():
-        old = output.parent / f".{output.name}.old-{os.getpid()}-{time.time_ns()}"
-        output.rename(old)
-    tmp.rename(output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_frame(frame: pl.DataFrame, path: Path) -> None:
-    frame.write_parquet(path, compression="zstd", statistics=True, row_group_size=50_000)
-
-
-def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None, engine: Any = None) -> BuildResult:
+def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None, engine: Any = None,
+          force: bool = False) -> BuildResult:
     """Build ``spec`` into ``output`` (default: the spec's output folder).
+
+    ``output`` is replaced only when it is an earlier build or empty; ``force`` adds the
+    build's files to a folder holding other files, removing none of them (mixer.publish).
 
     ``engine`` runs the stages: None or "local" (this process), "ray", or an engine object
     from ``mixer.engines.make_engine`` (left open for the caller to reuse and close)."""
@@ -168,18 +155,18 @@ def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, js
 
     eng = make_engine(engine or "local") if engine is None or isinstance(engine, str) else engine
     try:
-        return _build(spec, output, reporter, jsonl, eng)
+        return _build(spec, output, reporter, jsonl, eng, force)
     finally:
         if eng is not engine:
             eng.close()
 
 
-def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | None, eng: Any) -> BuildResult:
+def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | None, eng: Any, force: bool) -> BuildResult:
     out = Path(output) if output is not None else spec.output
     rep = reporter or NullReporter()
     ledger = Ledger()
     order = list(spec.sources)
-    tmp = _tmp_dir(out)
+    tmp = publish.prepare(out, force)
     t_start = time.perf_counter()
     try:
         frames, removed, sources_info = [], [], {}
@@ -203,8 +190,8 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
                 before = eng.counts(mix)
                 res = eng.run_step(step, mix, ctx)
                 ledger.record("mix", step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
+                removed.append(with_content(res.removed, mix, eng))
                 mix = res.kept
-                removed.append(res.removed)
             mix = eng.collect(mix)
             if spec.mix:
                 rep.finish("mix", f"{mix.height:,} records")
@@ -212,9 +199,9 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
         dup = mix.filter(pl.col("id").is_duplicated())
         if dup.height:
             raise LedgerError(f"record ids are not unique in the mix: {dup['id'].unique().head(3).to_list()}")
-        removed_all = pl.concat(removed) if removed else empty_removed()
-        _write_frame(mix, tmp / "mixture.parquet")
-        _write_frame(removed_all, tmp / "removed.parquet")
+        removed_all = conform_removed(pl.concat(removed, how="diagonal_relaxed") if removed else empty_removed(), _kind(spec))
+        write_frame(mix, tmp / "mixture.parquet")
+        write_frame(removed_all, tmp / "removed.parquet")
         files = ["mixture.parquet", "removed.parquet", *stats_files]
         if spec.jsonl if jsonl is None else jsonl:
             mix.write_ndjson(tmp / "mixture.jsonl")
@@ -222,10 +209,10 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
         manifest = _manifest(spec, mix, removed_all, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
         if eng.name != "local":
             manifest["engine"] = getattr(eng, "describe", lambda: eng.name)()
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        _publish(tmp, out)
+        (tmp / CARD_FILE).write_text(card(manifest))  # README.md: the build as a Hugging Face dataset
+        publish.publish(tmp, out, manifest, force)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        publish.discard(tmp)
         raise
     return BuildResult(out, mix, removed_all, manifest)
 
@@ -269,7 +256,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     before = eng.counts(frame)
     res = eng.validate(frame)
     ledger.record(name, "validate", before, res, time.perf_counter() - t0, kept_counts=eng.counts(res.kept))
-    removed.append(res.removed)
+    removed.append(with_content(res.removed, frame, eng))
     frame = res.kept
 
     steps = list(src.steps)
@@ -284,7 +271,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
         before = eng.counts(frame)
         res = eng.run_step(step, frame, ctx)
         ledger.record(name, step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
-        removed.append(res.removed)
+        removed.append(with_content(res.removed, frame, eng))
         frame = res.kept
         if step.name == "sample":
             sample_info = res.info
@@ -299,7 +286,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     }
     if sample_info is not None:
         info["sample"] = sample_info
-    return frame, pl.concat(removed), info
+    return frame, pl.concat(removed, how="diagonal_relaxed"), info
 
 
 def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dict[str, Any], ledger: Ledger, tmp: Path, files: list[str], seconds: float) -> dict[str, Any]:
@@ -313,7 +300,7 @@ def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dic
     return {
         "complete": True,
         "name": spec.name,
-        "kind": spec.kind if spec.kind != "mixed" else "sft",
+        "kind": _kind(spec),
         "spec_hash": spec.hash,
         "spec_path": str(spec.path) if spec.path else None,
         "spec": spec.raw,
