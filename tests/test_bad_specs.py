@@ -9,9 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
+from bad_specs import Case, cases
 from typer.testing import CliRunner
 
-from bad_specs import Case, cases
 from helpers import alpaca_rows, write_jsonl
 from mixer.cli import app
 
