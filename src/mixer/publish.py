@@ -161,7 +161,12 @@ def publish(tmp: Path, output: Path, manifest: dict, force: bool = False) -> Non
         old = output.parent / f".{output.name}.old-{os.getpid()}-{time.time_ns()}"
         output.rename(old)
         _pause("old-renamed")
-    tmp.rename(output)
+    try:
+        tmp.rename(output)
+    except OSError:
+        if old is not None and not output.exists():
+            old.rename(output)  # another build got there first, or the disk failed: keep the old one
+        raise
     _pause("published")
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
