@@ -18,10 +18,13 @@ from typing import Any
 import polars as pl
 
 from mixer import __version__, publish
+from mixer.arrow_out import write_frame
+from mixer.card import CARD_FILE, card
 from mixer.formats.base import FormatContext, get_format
-from mixer.io import Loaded, sha256_file
+from mixer.io import Loaded, files_of, sha256_file
 from mixer.progress import NullReporter
 from mixer.records import conform, empty_records, empty_removed
+from mixer.removed_content import conform_removed, with_content
 from mixer.spec import SourceSpec, Spec, StepSpec
 from mixer.steps.base import StepContext, StepResult, get_step
 
@@ -101,8 +104,9 @@ def format_source(raw: pl.DataFrame, src: SourceSpec, spec: Spec) -> StepResult:
     ctx = FormatContext(src.name, spec.seed, spec.tokenizer, spec.root)
     try:
         res = fmt.fn(raw, src.format.config, ctx)
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"source {src.name!r}, format {src.format.name!r}: {e}") from None
+    except (ValueError, KeyError, pl.exceptions.PolarsError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ValueError(f"{files_of(raw)}: source {src.name!r}, format {src.format.name!r}: {msg}") from None
     res.kept = conform(res.kept) if res.kept.height else empty_records(fmt.kind)
     if ctx.info:
         res.info = {**ctx.info, **res.info}
@@ -134,8 +138,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _write_frame(frame: pl.DataFrame, path: Path) -> None:
-    frame.write_parquet(path, compression="zstd", statistics=True, row_group_size=50_000)
+def _kind(spec: Spec) -> str:
+    return spec.kind if spec.kind != "mixed" else "sft"
 
 
 def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None, engine: Any = None,
@@ -186,8 +190,8 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
                 before = eng.counts(mix)
                 res = eng.run_step(step, mix, ctx)
                 ledger.record("mix", step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
+                removed.append(with_content(res.removed, mix, eng))
                 mix = res.kept
-                removed.append(res.removed)
             mix = eng.collect(mix)
             if spec.mix:
                 rep.finish("mix", f"{mix.height:,} records")
@@ -195,9 +199,9 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
         dup = mix.filter(pl.col("id").is_duplicated())
         if dup.height:
             raise LedgerError(f"record ids are not unique in the mix: {dup['id'].unique().head(3).to_list()}")
-        removed_all = pl.concat(removed) if removed else empty_removed()
-        _write_frame(mix, tmp / "mixture.parquet")
-        _write_frame(removed_all, tmp / "removed.parquet")
+        removed_all = conform_removed(pl.concat(removed, how="diagonal_relaxed") if removed else empty_removed(), _kind(spec))
+        write_frame(mix, tmp / "mixture.parquet")
+        write_frame(removed_all, tmp / "removed.parquet")
         files = ["mixture.parquet", "removed.parquet", *stats_files]
         if spec.jsonl if jsonl is None else jsonl:
             mix.write_ndjson(tmp / "mixture.jsonl")
@@ -205,6 +209,7 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
         manifest = _manifest(spec, mix, removed_all, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
         if eng.name != "local":
             manifest["engine"] = getattr(eng, "describe", lambda: eng.name)()
+        (tmp / CARD_FILE).write_text(card(manifest))  # README.md: the build as a Hugging Face dataset
         publish.publish(tmp, out, manifest, force)
     except BaseException:
         publish.discard(tmp)
@@ -251,7 +256,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     before = eng.counts(frame)
     res = eng.validate(frame)
     ledger.record(name, "validate", before, res, time.perf_counter() - t0, kept_counts=eng.counts(res.kept))
-    removed.append(res.removed)
+    removed.append(with_content(res.removed, frame, eng))
     frame = res.kept
 
     steps = list(src.steps)
@@ -266,7 +271,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
         before = eng.counts(frame)
         res = eng.run_step(step, frame, ctx)
         ledger.record(name, step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
-        removed.append(res.removed)
+        removed.append(with_content(res.removed, frame, eng))
         frame = res.kept
         if step.name == "sample":
             sample_info = res.info
@@ -281,7 +286,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     }
     if sample_info is not None:
         info["sample"] = sample_info
-    return frame, pl.concat(removed), info
+    return frame, pl.concat(removed, how="diagonal_relaxed"), info
 
 
 def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dict[str, Any], ledger: Ledger, tmp: Path, files: list[str], seconds: float) -> dict[str, Any]:
@@ -295,7 +300,7 @@ def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dic
     return {
         "complete": True,
         "name": spec.name,
-        "kind": spec.kind if spec.kind != "mixed" else "sft",
+        "kind": _kind(spec),
         "spec_hash": spec.hash,
         "spec_path": str(spec.path) if spec.path else None,
         "spec": spec.raw,

@@ -21,6 +21,9 @@ def make_engine(name: str = "local", **options: Any) -> Engine:
             raise ValueError(f"the local engine takes no options (got {sorted(options)})")
         return LocalEngine()
     if name == "ray":
+        from mixer.extras import require
+
+        require("ray", "ray")
         from mixer.engines.ray_engine import RayEngine
 
         return RayEngine(**options)
