@@ -88,7 +88,8 @@ def _top() -> list[Case]:
         Case("name-dotdot", edit(1, "name: '..'"), 1, "name: name '..' must be"),
         Case("name-slash", edit(1, "name: a/b"), 1, "name: name 'a/b' must be"),
         Case("name-backslash", edit(1, "name: 'a\\b'"), 1, "name: name 'a\\\\b' must be"),
-        Case("name-absolute", edit(1, "name: /etc"), 1, "name: name '/etc' must be"),
+        # an absolute name that exists nowhere: a regression must never point a build at a real system folder
+        Case("name-absolute", edit(1, "name: /nonexistent-mixer-bad-spec"), 1, "name: name '/nonexistent-mixer-bad-spec' must be"),
         Case("seed-bool", edit(2, "seed: true"), 2, "seed: expected an integer, got True"),
         Case("seed-float", edit(2, "seed: 1.5"), 2, "seed: expected an integer, got 1.5"),
         Case("seed-string", edit(2, "seed: '7'"), 2, "seed: expected an integer, got '7'"),
