@@ -21,19 +21,15 @@ from typing import Any
 import polars as pl
 
 from mixer import __version__
-from mixer.formats.base import FormatContext, get_format
-from mixer.io import Loaded, sha256_file
+from mixer.io import sha256_file
 from mixer.progress import NullReporter
-from mixer.records import conform, empty_records, empty_removed
+from mixer.records import empty_records, empty_removed
 from mixer.spec import SourceSpec, Spec, StepSpec
-from mixer.steps.base import StepContext, StepResult, get_step
+from mixer.stages import LedgerError
+from mixer.steps.base import StepContext, StepResult
 
 OUTPUTS = ("mixture.parquet", "removed.parquet")
 _LIBS = ("polars", "pyarrow", "numpy", "datasets", "datasketch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "torch")
-
-
-class LedgerError(RuntimeError):
-    """A stage lost or invented rows: rows in != kept + removed."""
 
 
 @dataclass
@@ -72,56 +68,12 @@ def _counts(frame: pl.DataFrame) -> dict[str, int]:
     return {s: int(n) for s, n in frame.group_by("source").len().sort("source").iter_rows()}
 
 
-def _check_removed_ids(before: pl.DataFrame, removed: pl.DataFrame, where: str) -> None:
-    if removed.height and not removed["id"].is_in(before["id"].implode()).all():
-        bad = removed.filter(~pl.col("id").is_in(before["id"].implode()))["id"].head(3).to_list()
-        raise LedgerError(f"{where}: removed ids that were not in its input: {bad}")
-
-
 @dataclass
 class BuildResult:
     output: Path
     mixture: pl.DataFrame
     removed: pl.DataFrame
     manifest: dict[str, Any]
-
-
-# ------------------------------------------------------------------------------ stages
-
-
-def load_source(src: SourceSpec, spec: Spec) -> Loaded:
-    """Local files, hub data files one by one, or their local mirror (see mixer.sources)."""
-    from mixer.sources import load_raw
-
-    return load_raw(src, spec)
-
-
-def format_source(raw: pl.DataFrame, src: SourceSpec, spec: Spec) -> StepResult:
-    """Run the source's format and check that every raw row is emitted or removed."""
-    fmt = get_format(src.format.name)
-    if raw.height == 0:
-        return StepResult(empty_records(fmt.kind), empty_removed())
-    ctx = FormatContext(src.name, spec.seed, spec.tokenizer, spec.root)
-    try:
-        res = fmt.fn(raw, src.format.config, ctx)
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"source {src.name!r}, format {src.format.name!r}: {e}") from None
-    res.kept = conform(res.kept) if res.kept.height else empty_records(fmt.kind)
-    if ctx.info:
-        res.info = {**ctx.info, **res.info}
-    row = r"^[^:]+:(\d+)"
-    covered = pl.concat([res.kept.select("id"), res.removed.select("id")])["id"].str.extract(row, 1).cast(pl.Int64, strict=False)
-    missing = raw.filter(~pl.col("_row").is_in(covered.drop_nulls().implode()))
-    if missing.height:
-        raise LedgerError(f"source {src.name!r}: format {src.format.name!r} neither emitted nor removed raw rows {missing['_origin'].head(3).to_list()}")
-    return res
-
-
-def run_step(step: StepSpec, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
-    cls = get_step(step.name)
-    res = cls(step.config).run(frame, ctx)
-    _check_removed_ids(frame, res.removed, f"{ctx.scope}/{step.name}")
-    return res
 
 
 # ------------------------------------------------------------------------------ build

@@ -3,18 +3,13 @@
 What runs where (``docs/scale-out.md`` has the long version):
 
 - load: one task per source, where the task lands (files must be on shared storage);
-- format, validate, row-local steps (``keyword_filter``, ``max_tokens``, ``sample:
-  repeat``): one task per block, running the local code on the block;
-- ``exact_dedup``: a hash shuffle of the normalized keys (map per block, reduce per
-  partition); only (position, id, kept id) of the duplicates come back to the driver;
-- ``sample`` (``n``/``fraction``/``by``): the draw needs only ids, sources (and ``meta``
-  for ``by``), which come back to the driver; the draw is the local code on them, with the
-  same seeded stream, and the kept positions go back out as a filter per block;
-- ``minhash`` and ``decontaminate``: see ``ray_minhash`` and ``ray_decontam``;
-- anything else: gathered to the driver and run by the local code (exact, not parallel).
-
-A stage is never approximated: when a block-wise result cannot be merged by its declared
-rules (``mixer.engines.merge``), the stage is rerun gathered.
+- format: one task per block for row-local formats (``mixer.infos``), else one task;
+- validate and every step written as pieces (``mixer.steps.base``): the step is prepared
+  on the driver and shipped with each task; ``map`` runs as one task per block, its compact
+  keys come back to the driver, which runs ``decide`` and ships the decision to one
+  ``apply`` task per block. Steps hold all the logic; this module only schedules;
+- ``minhash``: see ``ray_minhash`` (until the step is split into pieces);
+- other steps not split yet: gathered to the driver and run whole (exact, not parallel).
 """
 
 from __future__ import annotations
@@ -34,7 +29,6 @@ import ray
 from mixer.dedup.jaccard import sorted_unique
 from mixer.engines import ray_ops as ops
 from mixer.engines.base import EngineError, add_counts
-from mixer.engines.merge import REPEAT_RULES, ROW_LOCAL_STEPS, MergeError, format_rules, merge_infos
 from mixer.engines.ray_frame import (
     Block,
     RayFrame,
@@ -45,14 +39,15 @@ from mixer.engines.ray_frame import (
     put_frame,
     views,
 )
+from mixer.infos import MergeError, format_rules, merge_infos
 from mixer.io import Loaded
-from mixer.records import conform, empty_removed, removed_from
+from mixer.records import conform, empty_removed
 from mixer.spec import SourceSpec, Spec, StepSpec
-from mixer.steps.base import StepContext, StepResult
+from mixer.stages import check_removed_ids, make_step
+from mixer.steps.base import Step, StepContext, StepResult
 
 _run_block = ray.remote(ops.run_block)
 _load = ray.remote(ops.load_task)
-_exact_reduce = ray.remote(ops.exact_reduce)
 
 
 @ray.remote
@@ -69,11 +64,6 @@ def _warm() -> str | None:
 
     get_format("messages")  # loads the format registry
     return ops.node_id()
-
-
-@ray.remote
-def _map_split(op: Any, table: Any, start: int, length: int, offset: int) -> list[Any]:
-    return op(table, start, length, offset)
 
 
 class RayEngine:
@@ -222,60 +212,35 @@ class RayEngine:
     # ------------------------------------------------------------------ steps
 
     def _step(self, step: StepSpec, frame: RayFrame, ctx: StepContext) -> StepResult:
-        if step.name in ROW_LOCAL_STEPS and len(frame.blocks) > 1:
-            try:
-                return self._map(frame, ops.StepOp(step, _remote_ctx(ctx), self.cwd), ROW_LOCAL_STEPS[step.name], frame.kind)
-            except MergeError:
-                return self._gather(step, frame, ctx)
-        if step.name == "sample":
-            return self._sample(step, frame, ctx)
-        if step.name == "exact_dedup":
-            return self._exact(step, frame)
+        obj = make_step(step)
+        if obj.splits():
+            return self._pieces(obj, frame, ctx)
         special = _special(step.name)
         if special is not None:
             return special(self, step, frame, ctx)
-        return self._gather(step, frame, ctx)
+        return self._gather(obj, frame, ctx)
 
-    def _gather(self, step: StepSpec, frame: RayFrame, ctx: StepContext) -> StepResult:
-        """The local code on the whole frame, here on the driver (exact; not distributed)."""
-        from mixer.pipeline import run_step
+    def _pieces(self, step: Step, frame: RayFrame, ctx: StepContext) -> StepResult:
+        """``map`` per block, ``decide`` here on the keys, ``apply`` per block."""
+        step.prepare(ctx)
+        remote = _remote_ctx(ctx)
+        mapped, ledger, metas = self._map(frame, ops.MapOp(step, remote, self.cwd), None, frame.kind, merge=False)
+        info = merge_infos([m["info"] for m in metas], step.info_rules)
+        if not step.is_global:
+            return StepResult(mapped, ledger, info)
+        keys = [from_arrow(m["keys"]) for m in metas if "keys" in m]
+        decision = step.decide(pl.concat(keys) if keys else pl.DataFrame(), ctx, info)
+        res = self._map(mapped, ops.ApplyOp(step, decision, remote, self.cwd), {}, frame.kind)
+        removed = [r for r in (ledger, res.removed) if r.height]
+        return StepResult(res.kept, pl.concat(removed) if removed else empty_removed(), decision.info)
 
+    def _gather(self, step: Step, frame: RayFrame, ctx: StepContext) -> StepResult:
+        """The step on the whole frame, here on the driver (exact; not distributed)."""
         whole = collect_records(frame)
-        res = run_step(step, whole, ctx)
+        res = step.run(whole, ctx)
+        check_removed_ids(whole, res.removed, f"{ctx.scope}/{step.name}")
         kept = conform(res.kept)
         return StepResult(put_frame(kept, self._rows_per_block(kept.height, int(kept.estimated_size())), frame.kind), res.removed, res.info)
-
-    def _sample(self, step: StepSpec, frame: RayFrame, ctx: StepContext) -> StepResult:
-        from mixer.pipeline import run_step
-
-        cfg = step.config
-        if getattr(cfg, "repeat", None) is not None:
-            return self._map(frame, ops.StepOp(step, _remote_ctx(ctx), self.cwd), REPEAT_RULES, frame.kind)
-        by = getattr(cfg, "by", None)
-        cols = ["id", "source"] + (["meta"] if by is not None else []) + ([by] if by not in (None, "id", "source", "meta") else [])
-        proxy = self.compact(frame, cols)
-        res = run_step(step, proxy, ctx)  # the local draw, same stream, on ids only
-        gone = proxy.filter(~pl.col(ops.POS).is_in(res.kept[ops.POS].implode()))
-        kept = self._drop(frame, gone[ops.POS].to_numpy(), gone["source"])
-        return StepResult(kept, res.removed, res.info)
-
-    def _exact(self, step: StepSpec, frame: RayFrame) -> StepResult:
-        cfg = step.config
-        blocks, offsets = self._live(frame)
-        parts = self._partitions(frame)
-        op = ray.put(ops.ExactKeys(cfg.text, cfg.lowercase, parts))
-        maps = [
-            _map_split.options(num_returns=parts, num_cpus=self.cpus_per_task).remote(op, b.ref, b.start, b.length, int(o))
-            for b, o in zip(blocks, offsets, strict=True)
-        ]
-        maps = [m if isinstance(m, list) else [m] for m in maps]
-        reduces = [_exact_reduce.options(num_cpus=self.cpus_per_task).remote(*[m[p] for m in maps]) for p in range(parts)]
-        dups = pl.concat([from_arrow(t) for t in _get(reduces)]).sort(ops.POS)
-        removed = removed_from(dups, step.name, "exact_duplicate", pl.format("duplicate of {} ({})", "kept_id", "kept_source"))
-        pairs = dups.filter(pl.col("source") != pl.col("kept_source")).group_by("kept_source", "source").len().sort("kept_source", "source")
-        info = {"duplicates": removed.height, "cross_source": {f"{a} <- {b}": n for a, b, n in pairs.iter_rows()}}
-        kept = self._drop(frame, dups[ops.POS].to_numpy(), dups["source"])
-        return StepResult(kept, removed, info)
 
     # ------------------------------------------------------------------ building blocks
 
@@ -345,10 +310,9 @@ class RayEngine:
         new.blocks = _nonempty(new.blocks)
         removed = [from_arrow(t) for t in removed_tables if t.num_rows]
         ledger = pl.concat(removed) if removed else empty_removed()
-        infos = [m["info"] for m in metas]
         if not merge:
-            return new, ledger, infos
-        info = merge_infos(infos, rules or {})
+            return new, ledger, metas
+        info = merge_infos([m["info"] for m in metas], rules or {})
         return StepResult(new, ledger, info)
 
     def _whole(self, frame: RayFrame, op: Any, kind: str) -> StepResult:
@@ -413,17 +377,11 @@ def _get(refs: Any) -> Any:
 
 
 def _special(name: str) -> Any:
-    """Distributed implementations of the heavy mix steps, when their modules are present."""
+    """A distributed implementation of a step not yet split into pieces."""
     if name == "minhash":
         try:
             from mixer.engines.ray_minhash import run_minhash
         except ImportError:
             return None
         return run_minhash
-    if name == "decontaminate":
-        try:
-            from mixer.engines.ray_decontam import run_decontam
-        except ImportError:
-            return None
-        return run_decontam
     return None

@@ -1,9 +1,9 @@
 """What Ray workers run on one block: plain polars functions, importable without Ray.
 
-Each op is a small picklable object ``op(frame, offset) -> StepResult`` where ``offset`` is
-the position of the block's first row in the whole frame. The ops call the same stage code
-as the local engine (``format_source``, ``validate``, ``run_step``), so a row-local stage
-gives, block by block, exactly what it gives on the whole frame.
+Each op is a small picklable object ``op(frame, offset) -> StepResult | Mapped`` where
+``offset`` is the position of the block's first row in the whole frame. The ops call the
+same stage code as the local engine (``format_source``, ``validate``, a step's ``map`` and
+``apply``), so no step is written twice.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import pyarrow as pa
 
 from mixer.engines.base import source_counts
 from mixer.engines.ray_frame import from_arrow
-from mixer.records import base_id, conform, empty_removed
-from mixer.spec import SourceSpec, Spec, StepSpec
-from mixer.steps.base import StepContext, StepResult
+from mixer.records import conform, empty_removed
+from mixer.spec import SourceSpec, Spec
+from mixer.steps.base import Decision, Mapped, Step, StepContext, StepResult
 
 POS = "_pos"
 
@@ -51,6 +51,9 @@ def run_block(op: Any, table: pa.Table, start: int, length: int, offset: int, cw
     kept = res.kept
     meta = {"rows": kept.height, "counts": source_counts(kept) if "source" in kept.columns else {},
             "info": res.info, "nbytes": int(kept.estimated_size()), "node": node_id()}
+    keys = getattr(res, "keys", None)
+    if keys is not None:
+        meta["keys"] = keys.to_arrow()
     return kept.to_arrow(), res.removed.to_arrow(), meta
 
 
@@ -86,7 +89,7 @@ class FormatOp:
     cwd: str | None = None
 
     def __call__(self, frame: pl.DataFrame, offset: int) -> StepResult:
-        from mixer.pipeline import format_source
+        from mixer.stages import format_source
 
         return format_source(frame, self.src, self.spec if os.getcwd() == self.cwd else portable(self.spec))
 
@@ -99,21 +102,39 @@ class ValidateOp:
         return validate(frame)
 
 
+def _ctx_here(ctx: StepContext, cwd: str | None) -> StepContext:
+    if os.getcwd() != cwd and ctx.spec_dir is not None:
+        return dataclasses.replace(ctx, spec_dir=ctx.spec_dir.resolve())
+    return ctx
+
+
 @dataclass
-class StepOp:
-    step: StepSpec
+class MapOp:
+    """A step's ``map`` on one block (the step comes prepared from the driver)."""
+
+    step: Step
+    ctx: StepContext
+    cwd: str | None = None
+
+    def __call__(self, frame: pl.DataFrame, offset: int) -> Mapped:
+        m = self.step.map(frame, _ctx_here(self.ctx, self.cwd))
+        if not self.step.is_global:
+            m.kept = conform(m.kept)
+        return m
+
+
+@dataclass
+class ApplyOp:
+    """A step's ``apply`` on one block, with the driver's decision."""
+
+    step: Step
+    decision: Decision
     ctx: StepContext
     cwd: str | None = None
 
     def __call__(self, frame: pl.DataFrame, offset: int) -> StepResult:
-        from mixer.pipeline import run_step
-
-        ctx = self.ctx
-        if os.getcwd() != self.cwd and ctx.spec_dir is not None:
-            ctx = dataclasses.replace(ctx, spec_dir=ctx.spec_dir.resolve())
-        res = run_step(self.step, frame, ctx)
-        res.kept = conform(res.kept)
-        return res
+        kept, removed = self.step.apply(frame, self.decision, _ctx_here(self.ctx, self.cwd))
+        return StepResult(conform(kept), removed)
 
 
 @dataclass
@@ -150,51 +171,3 @@ class Columns:
         cols = [c for c in self.columns if c in frame.columns]
         out = frame.select(pl.int_range(offset, offset + frame.height, dtype=pl.Int64).alias(POS), *cols)
         return StepResult(out, empty_removed())
-
-
-# ------------------------------------------------------------------ exact dedup shuffle
-
-
-@dataclass
-class ExactKeys:
-    """Map side of exact dedup: ``_pos, id, source, _base, _key`` split by hash of the key."""
-
-    text: str
-    lowercase: bool
-    partitions: int
-
-    def __call__(self, table: pa.Table, start: int, length: int, offset: int) -> list[pa.Table]:
-        from mixer.steps.exact import normalized_key
-
-        frame = from_arrow(table, start, length)
-        keyed = frame.select(
-            pl.int_range(offset, offset + frame.height, dtype=pl.Int64).alias(POS),
-            "id", "source", base_id().alias("_base"),
-            normalized_key(frame, self.text, self.lowercase).alias("_key"),
-        )
-        return split_by_hash(keyed, "_key", self.partitions)
-
-
-def split_by_hash(frame: pl.DataFrame, column: str, partitions: int) -> list[pa.Table]:
-    """``partitions`` tables; rows with equal ``column`` land in the same one."""
-    if partitions == 1:
-        return [frame.to_arrow()]
-    part = frame.select((pl.col(column).hash(seed=7) % partitions).alias("_p"))["_p"].to_numpy()
-    return [frame.filter(pl.Series(part == p)).to_arrow() for p in range(partitions)]
-
-
-def exact_reduce(*parts: pa.Table) -> pa.Table:
-    """Reduce side: in each key group the earliest row's base id is kept; every row with
-    another base id is a duplicate (copies of a kept record stay, as in ``exact_dedup``)."""
-    frames = [from_arrow(p) for p in parts if p.num_rows]
-    if not frames:
-        return _dups_schema().to_arrow()
-    keyed = pl.concat(frames).sort(POS)
-    keyed = keyed.with_columns(
-        pl.col("_base").first().over("_key").alias("kept_id"), pl.col("source").first().over("_key").alias("kept_source")
-    )
-    return keyed.filter(pl.col("kept_id") != pl.col("_base")).select(POS, "id", "source", "kept_id", "kept_source").to_arrow()
-
-
-def _dups_schema() -> pl.DataFrame:
-    return pl.DataFrame(schema={POS: pl.Int64, "id": pl.Utf8, "source": pl.Utf8, "kept_id": pl.Utf8, "kept_source": pl.Utf8})
