@@ -29,6 +29,8 @@ from mixer.stages import LedgerError
 from mixer.steps.base import StepContext, StepResult
 
 OUTPUTS = ("mixture.parquet", "removed.parquet")
+# manifest.json format; the changelog is in the README ("Manifest format")
+FORMAT_VERSION = 2
 _LIBS = ("polars", "pyarrow", "numpy", "datasets", "datasketch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "torch")
 
 
@@ -264,6 +266,7 @@ def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dic
         info["removed"] = by_reason.get(name, {})
     return {
         "complete": True,
+        "format_version": FORMAT_VERSION,
         "name": spec.name,
         "kind": spec.kind if spec.kind != "mixed" else "sft",
         "spec_hash": spec.hash,
