@@ -250,15 +250,20 @@ def test_upsampled_copies_are_not_duplicates(code_frame: pl.DataFrame) -> None:
     assert res.kept.filter(pl.col("id").str.ends_with("~1")).height == 50
 
 
-def test_spilled_signatures_give_the_same_result(code_frame: pl.DataFrame, tmp_path: Path) -> None:
-    ctx = StepContext(source_order=["codealpaca", "new_codealpaca", "gpteacher"], work_dir=tmp_path)
-    a, _ = _run(code_frame, ctx, memory_mb=1)  # forces memory-mapped signatures and band keys
-    b, _ = _run(code_frame)
-    assert a.removed.equals(b.removed)
-    assert not (tmp_path / "dedup" / "spill").exists() or not any((tmp_path / "dedup" / "spill").iterdir())
-    table = pl.read_parquet(tmp_path / "dedup" / "minhash.clusters.parquet")
-    assert table.filter(~pl.col("kept")).height == a.removed.height
-    assert json.loads((tmp_path / "dedup" / "minhash.json").read_text())["num_perm"] == 128
+def test_batches_give_the_same_result(code_frame: pl.DataFrame, tmp_path: Path) -> None:
+    """Map per batch, decide on band keys and a second pass for edge endpoints: the same
+    removals and cluster table as one batch, whatever the batch size."""
+    from mixer.engines.local import batches, run_pieces
+
+    order = ["codealpaca", "new_codealpaca", "gpteacher"]
+    whole, _ = _run(code_frame, StepContext(source_order=order, work_dir=tmp_path / "a"))
+    step = MinHashDedup(MinHashConfig())
+    parts = run_pieces(step, batches(code_frame, 97), StepContext(source_order=order, work_dir=tmp_path / "b"))
+    assert parts.removed.equals(whole.removed) and parts.kept.equals(whole.kept)
+    tables = [pl.read_parquet(tmp_path / d / "dedup" / "minhash.clusters.parquet") for d in ("a", "b")]
+    assert tables[0].equals(tables[1]) and tables[0].filter(~pl.col("kept")).height == whole.removed.height
+    assert json.loads((tmp_path / "b" / "dedup" / "minhash.json").read_text())["num_perm"] == 128
+    assert parts.info["compared"] == whole.info["compared"] == code_frame.height
 
 
 @pytest.mark.parametrize("verify", ["none", "signature"])

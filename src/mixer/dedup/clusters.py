@@ -90,6 +90,13 @@ def cluster_table(frame: pl.DataFrame, outcome: pl.DataFrame, which: str, method
             pl.lit(None, pl.Utf8).alias("snippet"),
         )
     snippets = text_of(frame.select(message_lists(frame))[outcome["_rep"].to_numpy()], which).str.slice(0, SNIPPET_CHARS)
+    return snippet_table(outcome, snippets, method)
+
+
+def snippet_table(outcome: pl.DataFrame, snippets: pl.Series, method: str) -> pl.DataFrame:
+    """The cluster table from an outcome and the snippet of each of its rows."""
+    if outcome.height == 0:
+        return cluster_table(pl.DataFrame(), outcome, "all", method)
     return outcome.with_columns(
         pl.lit(method).alias("method"),
         pl.col("kept_id").alias("cluster"),

@@ -9,6 +9,7 @@ are held), ``apply`` on every batch. The output does not depend on ``batch_rows`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -110,7 +111,11 @@ def run_pieces(step: Step, parts: list[pl.DataFrame], ctx: StepContext, pmap: Ca
                 held = [step.reduce(pl.concat(held), ctx)]
                 n = held[0].height
         keys = pl.concat(held) if held else pl.DataFrame()
-        decision = step.decide(keys, ctx, info)
+
+        def fetch(fn: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+            return pl.concat(pmap(fn, [m.kept for m in mapped]), how="vertical_relaxed")
+
+        decision = step.decide(keys, dataclasses.replace(ctx, fetch=fetch), info)
         applied = pmap(lambda m: step.apply(m.kept, decision, ctx), mapped)
         kept = [k for k, _ in applied]
         removed += [r for _, r in applied if r.height]

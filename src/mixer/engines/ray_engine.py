@@ -8,7 +8,6 @@ What runs where (``docs/scale-out.md`` has the long version):
   on the driver and shipped with each task; ``map`` runs as one task per block, its compact
   keys come back to the driver, which runs ``decide`` and ships the decision to one
   ``apply`` task per block. Steps hold all the logic; this module only schedules;
-- ``minhash``: see ``ray_minhash`` (until the step is split into pieces);
 - other steps not split yet: gathered to the driver and run whole (exact, not parallel).
 """
 
@@ -26,7 +25,6 @@ import numpy as np
 import polars as pl
 import ray
 
-from mixer.dedup.jaccard import sorted_unique
 from mixer.engines import ray_ops as ops
 from mixer.engines.base import EngineError, add_counts
 from mixer.engines.ray_frame import (
@@ -72,13 +70,12 @@ class RayEngine:
     name = "ray"
 
     def __init__(self, address: str | None = None, block_rows: int | None = None, block_bytes: int = 64 << 20,
-                 cpus_per_task: float = 1, partitions: int | None = None, num_cpus: int | None = None,
+                 cpus_per_task: float = 1, num_cpus: int | None = None,
                  object_store_memory: int | None = None, prefetch: int = 1):
         self.address = address
         self.block_rows = block_rows
         self.block_bytes = block_bytes
         self.cpus_per_task = cpus_per_task
-        self.partitions = partitions
         self.num_cpus = num_cpus
         self.object_store_memory = object_store_memory
         self._owns_ray = False
@@ -215,9 +212,6 @@ class RayEngine:
         obj = make_step(step)
         if obj.splits():
             return self._pieces(obj, frame, ctx)
-        special = _special(step.name)
-        if special is not None:
-            return special(self, step, frame, ctx)
         return self._gather(obj, frame, ctx)
 
     def _pieces(self, step: Step, frame: RayFrame, ctx: StepContext) -> StepResult:
@@ -229,7 +223,12 @@ class RayEngine:
         if not step.is_global:
             return StepResult(mapped, ledger, info)
         keys = [from_arrow(m["keys"]) for m in metas if "keys" in m]
-        decision = step.decide(pl.concat(keys) if keys else pl.DataFrame(), ctx, info)
+
+        def fetch(fn: Any) -> pl.DataFrame:
+            out, _, _ = self._map(mapped, ops.FetchOp(fn), None, "raw", merge=False)
+            return collect(out)
+
+        decision = step.decide(pl.concat(keys) if keys else pl.DataFrame(), dataclasses.replace(ctx, fetch=fetch), info)
         res = self._map(mapped, ops.ApplyOp(step, decision, remote, self.cwd), {}, frame.kind)
         removed = [r for r in (ledger, res.removed) if r.height]
         return StepResult(res.kept, pl.concat(removed) if removed else empty_removed(), decision.info)
@@ -243,51 +242,6 @@ class RayEngine:
         return StepResult(put_frame(kept, self._rows_per_block(kept.height, int(kept.estimated_size())), frame.kind), res.removed, res.info)
 
     # ------------------------------------------------------------------ building blocks
-
-    def compact(self, frame: RayFrame, columns: list[str]) -> pl.DataFrame:
-        """``_pos`` plus some columns of every record, on the driver."""
-        out, _, _ = self._map(frame, ops.Columns(columns), None, "raw", merge=False)
-        return collect(out)
-
-    def take(self, frame: RayFrame, positions: np.ndarray) -> pl.DataFrame:
-        """Whole records at global ``positions`` (in position order), fetched from their blocks."""
-        positions = sorted_unique(np.asarray(positions, dtype=np.int64))
-        offsets = frame.offsets()
-        which = np.searchsorted(offsets, positions, side="right") - 1
-        refs = []
-        for i in np.unique(which):
-            b = frame.blocks[i]
-            local = positions[which == i] - offsets[i]
-            k, _, _ = _run_block.options(num_returns=3, num_cpus=self.cpus_per_task).remote(
-                ops.TakeRows(local), b.ref, b.start, b.length, int(offsets[i]))
-            refs.append(k)
-        parts = [from_arrow(t) for t in _get(refs)]
-        return pl.concat(parts, how="vertical_relaxed") if parts else collect(RayFrame(frame.blocks[:1], {}, frame.kind)).head(0)
-
-    def _drop(self, frame: RayFrame, positions: np.ndarray, sources: pl.Series) -> RayFrame:
-        """Remove rows by global position (``sources``: their sources, for the counts), one
-        filter task per block that loses rows; other blocks are reused as they are."""
-        order = np.argsort(np.asarray(positions, dtype=np.int64), kind="stable")
-        positions = np.asarray(positions, dtype=np.int64)[order]
-        if len(positions) == 0:
-            return frame
-        offsets = frame.offsets()
-        which = np.searchsorted(offsets, positions, side="right") - 1
-        out: list[Block] = []
-        pending: list[tuple[int, Any]] = []
-        for i, b in enumerate(frame.blocks):
-            local = positions[which == i] - offsets[i]
-            if len(local) == 0:
-                out.append(b)
-                continue
-            k, _, m = _run_block.options(num_returns=3, num_cpus=self.cpus_per_task).remote(
-                ops.DropRows(local), b.ref, b.start, b.length, int(offsets[i]))
-            out.append(Block(k, 0, b.length - len(local)))
-            pending.append((i, m))
-        _get([m for _, m in pending])  # surface task errors here
-        gone = sources.gather(order) if len(sources) else sources
-        minus = {s: -int(n) for s, n in gone.value_counts().iter_rows()}
-        return RayFrame(_nonempty(out), add_counts([frame.counts, minus]), frame.kind)
 
     def _map(self, frame: RayFrame, op: Any, rules: dict[str, str] | None, kind: str, merge: bool = True) -> Any:
         """``op`` on every non-empty block; (frame, ledger, info) or, unmerged, (frame, ledger, infos)."""
@@ -339,9 +293,6 @@ class RayEngine:
         n_blocks = max(by_bytes, min(rows, min_blocks), 1)
         return max(1, math.ceil(rows / n_blocks))
 
-    def _partitions(self, frame: RayFrame) -> int:
-        return self.partitions or max(1, min(len(frame.blocks), 2 * max(1, self._cpus)))
-
     @staticmethod
     def _kind(src: SourceSpec) -> str:
         return "preference" if src.format.kind == "preference" else "sft"
@@ -374,14 +325,3 @@ def _get(refs: Any) -> Any:
         if isinstance(cause, BaseException):
             raise cause from None
         raise
-
-
-def _special(name: str) -> Any:
-    """A distributed implementation of a step not yet split into pieces."""
-    if name == "minhash":
-        try:
-            from mixer.engines.ray_minhash import run_minhash
-        except ImportError:
-            return None
-        return run_minhash
-    return None

@@ -12,10 +12,9 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -24,8 +23,6 @@ from mixer.engines.ray_frame import from_arrow
 from mixer.records import conform, empty_removed
 from mixer.spec import SourceSpec, Spec
 from mixer.steps.base import Decision, Mapped, Step, StepContext, StepResult
-
-POS = "_pos"
 
 
 @contextmanager
@@ -138,36 +135,10 @@ class ApplyOp:
 
 
 @dataclass
-class DropRows:
-    """Remove rows at block-local positions; the ledger rows are made on the driver."""
+class FetchOp:
+    """A step's second pass on one block (``StepContext.fetch``): ``fn(frame)`` as the rows."""
 
-    local: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    def __call__(self, frame: pl.DataFrame, offset: int) -> StepResult:
-        if len(self.local) == 0:
-            return StepResult(frame, empty_removed())
-        mask = np.ones(frame.height, dtype=bool)
-        mask[self.local] = False
-        return StepResult(frame.filter(pl.Series(mask)), empty_removed())
-
-
-@dataclass
-class TakeRows:
-    """Keep only rows at block-local positions (to fetch a few whole records)."""
-
-    local: np.ndarray
+    fn: Any
 
     def __call__(self, frame: pl.DataFrame, offset: int) -> StepResult:
-        return StepResult(frame[self.local], empty_removed())
-
-
-@dataclass
-class Columns:
-    """A compact view of some columns plus the global position (for driver-side decisions)."""
-
-    columns: list[str]
-
-    def __call__(self, frame: pl.DataFrame, offset: int) -> StepResult:
-        cols = [c for c in self.columns if c in frame.columns]
-        out = frame.select(pl.int_range(offset, offset + frame.height, dtype=pl.Int64).alias(POS), *cols)
-        return StepResult(out, empty_removed())
+        return StepResult(self.fn(frame), empty_removed())

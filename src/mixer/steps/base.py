@@ -15,6 +15,7 @@ See docs/streaming.md.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ class StepContext:
     scope: str = "mix"  # "mix" or the source name for per-source steps
     progress: Any = None  # mixer.progress.Progress or None
     artifacts: dict[str, Any] = field(default_factory=dict)  # step -> JSON-able info for the manifest
+    # set by the engine while ``decide`` runs: ``fetch(fn)`` runs ``fn(batch) -> frame`` over
+    # every batch of the stage (a second pass, e.g. for a few named rows) and concatenates
+    fetch: Callable[[Callable[[pl.DataFrame], pl.DataFrame]], pl.DataFrame] | None = None
 
     def rng(self, *names: str) -> np.random.Generator:
         return rng_for(self.seed, self.scope, *names)
@@ -133,7 +137,8 @@ class Step:
         m = self.map(frame, ctx)
         if not self.is_global:
             return StepResult(m.kept, m.removed, m.info)
-        d = self.decide(m.keys if m.keys is not None else pl.DataFrame(), ctx, m.info)
+        whole = dataclasses.replace(ctx, fetch=lambda fn: fn(m.kept))
+        d = self.decide(m.keys if m.keys is not None else pl.DataFrame(), whole, m.info)
         kept, removed = self.apply(m.kept, d, ctx)
         ledger = pl.concat([m.removed, removed]) if m.removed.height else removed
         return StepResult(kept, ledger, d.info)
