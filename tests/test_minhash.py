@@ -253,13 +253,17 @@ def test_upsampled_copies_are_not_duplicates(code_frame: pl.DataFrame) -> None:
 def test_batches_give_the_same_result(code_frame: pl.DataFrame, tmp_path: Path) -> None:
     """Map per batch, decide on band keys and a second pass for edge endpoints: the same
     removals and cluster table as one batch, whatever the batch size."""
-    from mixer.engines.local import batches, run_pieces
+    from mixer.engines.local import LocalEngine
+    from mixer.spec import StepSpec
 
     order = ["codealpaca", "new_codealpaca", "gpteacher"]
     whole, _ = _run(code_frame, StepContext(source_order=order, work_dir=tmp_path / "a"))
-    step = MinHashDedup(MinHashConfig())
-    parts = run_pieces(step, batches(code_frame, 97), StepContext(source_order=order, work_dir=tmp_path / "b"))
-    assert parts.removed.equals(whole.removed) and parts.kept.equals(whole.kept)
+    eng = LocalEngine(batch_rows=97, threads=2)
+    eng.begin(tmp_path / "spill")
+    ctx = StepContext(source_order=order, work_dir=tmp_path / "b")
+    parts = eng.run_step(StepSpec("minhash", MinHashConfig(), "mix"), eng._split(code_frame, "sft"), ctx)
+    assert len(parts.kept.parts) > 10  # 23 batches in, those emptied by the step dropped
+    assert parts.removed.equals(whole.removed) and eng.collect(parts.kept).equals(whole.kept)
     tables = [pl.read_parquet(tmp_path / d / "dedup" / "minhash.clusters.parquet") for d in ("a", "b")]
     assert tables[0].equals(tables[1]) and tables[0].filter(~pl.col("kept")).height == whole.removed.height
     assert json.loads((tmp_path / "b" / "dedup" / "minhash.json").read_text())["num_perm"] == 128

@@ -8,6 +8,8 @@ bug and stops the build.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -19,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
-from mixer import __version__
+from mixer import __version__, output
 from mixer.io import sha256_file
+from mixer.output import ShardWriter, read_mixture, write_all
 from mixer.progress import NullReporter
 from mixer.records import empty_records, empty_removed
 from mixer.spec import SourceSpec, Spec, StepSpec
@@ -73,9 +77,45 @@ def _counts(frame: pl.DataFrame) -> dict[str, int]:
 @dataclass
 class BuildResult:
     output: Path
-    mixture: pl.DataFrame
     removed: pl.DataFrame
     manifest: dict[str, Any]
+
+    @functools.cached_property
+    def mixture(self) -> pl.DataFrame:
+        """The mixture, read from the build's shards when first asked for."""
+        return read_mixture(self.output, self.manifest)
+
+
+@dataclass
+class Written:
+    """What ``write_records`` wrote: file names (shards, then jsonl), rows, rows per source."""
+
+    files: list[str]
+    rows: int
+    counts: dict[str, int]
+    file_rows: dict[str, int]
+
+
+def write_records(eng: Any, mix: Any, tmp: Path, jsonl: bool) -> Written:
+    """The mixture from the engine's batches into parquet shards (and ``mixture.jsonl``) as
+    they come; record ids must be unique in the mix (checked on the id column alone)."""
+    kind = mix.kind if getattr(mix, "kind", "raw") != "raw" else "sft"
+    writer = ShardWriter(tmp, "mixture", empty_records(kind), output.SHARD_ROWS, output.ROW_GROUP)
+    with open(tmp / "mixture.jsonl", "wb") if jsonl else contextlib.nullcontext() as js:
+        for batch in eng.batches(mix):
+            writer.write(batch)
+            if js is not None:
+                batch.write_ndjson(js)
+    names = writer.close()
+    ids = pl.concat([pl.read_parquet(p, columns=["id"]) for p in writer.paths])
+    dup = ids.filter(pl.col("id").is_duplicated())
+    if dup.height:
+        raise LedgerError(f"record ids are not unique in the mix: {dup['id'].unique().head(3).to_list()}")
+    file_rows = {n: pq.ParquetFile(p).metadata.num_rows for n, p in zip(names, writer.paths, strict=True)}
+    if jsonl:
+        names.append("mixture.jsonl")
+        file_rows["mixture.jsonl"] = writer.rows
+    return Written(names, writer.rows, dict(sorted(writer.counts.items())), file_rows)
 
 
 # ------------------------------------------------------------------------------ build
@@ -109,10 +149,6 @@ def _publish(tmp: Path, output: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_frame(frame: pl.DataFrame, path: Path) -> None:
-    frame.write_parquet(path, compression="zstd", statistics=True, row_group_size=50_000)
-
-
 def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None, engine: Any = None) -> BuildResult:
     """Build ``spec`` into ``output`` (default: the spec's output folder).
 
@@ -136,6 +172,7 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
     tmp = _tmp_dir(out)
     t_start = time.perf_counter()
     try:
+        eng.begin(tmp)
         frames, removed, sources_info = [], [], {}
         with rep:
             for name, src in spec.sources.items():
@@ -159,21 +196,15 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
                 ledger.record("mix", step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
                 mix = res.kept
                 removed.append(res.removed)
-            mix = eng.collect(mix)
+            written = write_records(eng, mix, tmp, spec.jsonl if jsonl is None else jsonl)
+            shutil.rmtree(tmp / "spill", ignore_errors=True)
             if spec.mix:
-                rep.finish("mix", f"{mix.height:,} records")
-            stats_files = _stats(spec, mix, tmp, sources_info, rep)
-        dup = mix.filter(pl.col("id").is_duplicated())
-        if dup.height:
-            raise LedgerError(f"record ids are not unique in the mix: {dup['id'].unique().head(3).to_list()}")
+                rep.finish("mix", f"{written.rows:,} records")
+            stats_files = _stats(spec, tmp, written, sources_info, rep)
         removed_all = pl.concat(removed) if removed else empty_removed()
-        _write_frame(mix, tmp / "mixture.parquet")
-        _write_frame(removed_all, tmp / "removed.parquet")
-        files = ["mixture.parquet", "removed.parquet", *stats_files]
-        if spec.jsonl if jsonl is None else jsonl:
-            mix.write_ndjson(tmp / "mixture.jsonl")
-            files.append("mixture.jsonl")
-        manifest = _manifest(spec, mix, removed_all, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
+        write_all([removed_all], tmp, "removed", empty_removed(), shard_rows=None)
+        files = [*written.files, "removed.parquet", *stats_files]
+        manifest = _manifest(spec, written, removed_all, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
         if eng.name != "local":
             manifest["engine"] = getattr(eng, "describe", lambda: eng.name)()
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
@@ -181,16 +212,17 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return BuildResult(out, mix, removed_all, manifest)
+    return BuildResult(out, removed_all, manifest)
 
 
-def _stats(spec: Spec, mix: pl.DataFrame, tmp: Path, sources_info: dict[str, Any], rep: Any) -> list[str]:
+def _stats(spec: Spec, tmp: Path, written: Written, sources_info: dict[str, Any], rep: Any) -> list[str]:
     """``stats.json`` and per-source token counts, when the spec names a tokenizer."""
     if not spec.tokenizer:
         return []
     from mixer.stats import write_build_stats
     from mixer.token_count import resolve_tokenizer
 
+    mix = read_mixture(tmp, {"files": dict.fromkeys(written.files)})
     return write_build_stats(mix, tmp, resolve_tokenizer(spec.tokenizer, spec.root, "stats"), sources_info, rep)
 
 
@@ -256,8 +288,8 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     return frame, pl.concat(removed), info
 
 
-def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dict[str, Any], ledger: Ledger, tmp: Path, files: list[str], seconds: float) -> dict[str, Any]:
-    final = _counts(mix)
+def _manifest(spec: Spec, mix: Written, removed: pl.DataFrame, sources: dict[str, Any], ledger: Ledger, tmp: Path, files: list[str], seconds: float) -> dict[str, Any]:
+    final = mix.counts
     by_reason: dict[str, dict[str, int]] = {}
     for src, reason, n in removed.group_by("source", "reason").len().sort("source", "reason").iter_rows():
         by_reason.setdefault(src, {})[reason] = n
@@ -274,9 +306,9 @@ def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dic
         "spec": spec.raw,
         "seed": spec.seed,
         "tokenizer": spec.tokenizer,
-        "records": mix.height,
+        "records": mix.rows,
         "removed": removed.height,
-        "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size, "rows": mix.height if f.startswith("mixture") else removed.height if f.startswith("removed") else None} for f in files},
+        "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size, "rows": mix.file_rows.get(f, removed.height if f.startswith("removed") else None)} for f in files},
         "sources": sources,
         "steps": ledger.entries,
         "versions": _versions(),

@@ -201,6 +201,15 @@ class RayEngine:
     def counts(self, frame: RayFrame) -> dict[str, int]:
         return dict(frame.counts)
 
+    def begin(self, work_dir: Any) -> None:
+        """Nothing to prepare: frames live in the object store."""
+
+    def batches(self, frame: RayFrame) -> Iterator[pl.DataFrame]:
+        """The records, block by block in canonical order (one block on the driver at a time)."""
+        for b in frame.blocks:
+            if b.length:
+                yield conform(from_arrow(ray.get(b.ref), b.start, b.length))
+
     def collect(self, frame: RayFrame) -> pl.DataFrame:
         self._scope = "mix"
         with self._timed("collect"):
