@@ -4,15 +4,22 @@ and Hugging Face hub datasets, with fingerprints of what was read.
 Every raw frame gets ``_row`` (global row number across the source's files, in sorted
 file order) and ``_origin`` (``file:line`` for JSON lines, ``file#index`` otherwise) so that
 formats can build stable ids and ledger rows can point at the input.
+
+Building blocks, each raising ``InputError`` naming the file: ``iter_decompressed`` /
+``open_decompressed`` (bytes of a plain, .gz or .zst file; a cut or corrupt file is an
+error, never a short read), ``parse_json_text`` (JSON or JSON lines told by content, one
+parse path for both ``on_error`` modes; bad items come back as ``Bad``), ``read_file``
+(one file to a raw frame) and ``ledger_name`` (unique, readable ids for bad items).
 """
 
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import io
 import os
+import zlib
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from mixer.json_values import json_type, unify
 from mixer.records import empty_removed, removed_frame
 
 COMPRESSIONS = (".gz", ".zst", ".zstd")
@@ -70,17 +78,96 @@ def file_type(path: Path, declared: str | None = None) -> str:
     raise InputError(f"{path}: cannot tell the file type from its name; set load.type to one of {TYPES}")
 
 
-def read_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
+CHUNK = 1 << 20
+
+
+def iter_decompressed(path: Path, chunk: int = CHUNK) -> Generator[bytes, None, None]:
+    """The bytes of a file, decompressed by its suffix (.gz, .zst/.zstd), chunk by chunk.
+
+    Every frame (zstd) or member (gzip) must be complete: a cut or corrupt file raises
+    InputError naming it, like ``zstd -t`` / ``gzip -t``, because its records cannot be
+    accounted for. Concatenated frames/members are read across.
+    """
     name = path.name.lower()
     if name.endswith(".gz"):
-        return gzip.decompress(data)
-    if name.endswith((".zst", ".zstd")):
-        import zstandard
+        codec = "gzip"
+    elif name.endswith((".zst", ".zstd")):
+        codec = "zstd"
+    else:
+        with open(path, "rb") as f:
+            yield from iter(lambda: f.read(chunk), b"")
+        return
+    with open(path, "rb") as f:
+        yield from _decompress(iter(lambda: f.read(chunk), b""), codec, path)
 
-        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as r:
-            return r.read()
-    return data
+
+def _new_decompressor(codec: str) -> Any:
+    if codec == "gzip":
+        return zlib.decompressobj(wbits=31)
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+def _decompress(chunks: Iterator[bytes], codec: str, path: Path) -> Iterator[bytes]:
+    """Decompress frame after frame; a frame still open when the input ends is a truncation."""
+    import zstandard
+
+    dec, started, seen, frames = _new_decompressor(codec), False, False, 0
+    try:
+        for data in chunks:
+            seen = True
+            while data:
+                if codec == "gzip" and frames and not started and not data.strip(b"\0"):
+                    data = b""  # zero padding after the last member, as gzip(1) allows
+                    break
+                started = True
+                out = dec.decompress(data)
+                if out:
+                    yield out
+                if not dec.eof:
+                    data = b""
+                    break
+                data, dec, started, frames = dec.unused_data, _new_decompressor(codec), False, frames + 1
+    except (zlib.error, zstandard.ZstdError) as e:
+        raise InputError(f"{path}: corrupt {codec} data ({e})") from None
+    if not seen:
+        raise InputError(f"{path}: empty file, not valid {codec} data")
+    if started:
+        raise InputError(f"{path}: truncated {codec} data (premature end of a compressed frame; the file is cut)")
+
+
+def open_decompressed(path: Path) -> io.BufferedReader:
+    """A readable binary stream over :func:`iter_decompressed` (raises InputError on a cut
+    or corrupt file when the reader reaches it)."""
+    return io.BufferedReader(_ChunkStream(iter_decompressed(path)), CHUNK)
+
+
+class _ChunkStream(io.RawIOBase):
+    def __init__(self, chunks: Generator[bytes, None, None]):
+        self._chunks, self._buf = chunks, memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self._chunks.close()  # closes the file the generator holds open
+        super().close()
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            self._buf = memoryview(next(self._chunks, b""))
+            if not self._buf:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n], self._buf = self._buf[:n], self._buf[n:]
+        return n
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole decompressed content of a file (InputError when cut or corrupt)."""
+    return b"".join(iter_decompressed(path))
 
 
 def sha256_file(path: Path) -> str:
@@ -91,55 +178,60 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class Bad:
+    """A raw item that could not become a row: where in the file (``:line`` or ``#index``),
+    the ledger reason, and the parser's message."""
+
+    at: str
+    reason: str
+    error: str
+
+
 def _frame_from_dicts(rows: list[dict], where: str) -> pl.DataFrame:
     if not rows:
         return pl.DataFrame()
+    unify(rows)
     try:
         return pl.from_dicts(rows, infer_schema_length=None, strict=False)
     except Exception as e:  # noqa: BLE001 - polars raises several types here
-        raise InputError(f"{where}: records do not share a consistent schema ({e})") from None
+        raise InputError(f"{where}: records do not share a consistent schema ({str(e).splitlines()[0]})") from None
 
 
-def _parse_jsonl(data: bytes, path: Path, on_error: str, source: str, first_row: int) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
-    """Fast path through polars; on any failure, line by line to name the bad line."""
-    if on_error == "raise":
-        try:
-            df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
-            lines = [i + 1 for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
-            if len(lines) == df.height:
-                return df.with_columns(pl.Series("_origin", [f"{path}:{n}" for n in lines])), []
-        except Exception:  # noqa: BLE001 - fall through to the precise path
-            pass
-    rows, origins, bad = [], [], []
+def _parse_lines(data: bytes, path: Path, on_error: str) -> tuple[pl.DataFrame, list[Bad]]:
+    """JSON lines, one ``orjson`` parse per line in both modes, so ``raise`` and ``skip``
+    read every good line identically (duplicate keys: the last wins; a lone surrogate
+    escape is a malformed line, never a NUL)."""
+    rows, lines, bad = [], [], []
     for i, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
             obj = orjson.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-        except (orjson.JSONDecodeError, ValueError) as e:
+        except orjson.JSONDecodeError as e:
             if on_error == "raise":
                 raise InputError(f"{path}:{i}: malformed JSON line ({e})") from None
-            bad.append((i, str(e)))
+            bad.append(Bad(f":{i}", "malformed_json", str(e)))
+            continue
+        if not isinstance(obj, dict):
+            if on_error == "raise":
+                raise InputError(f"{path}:{i}: expected a JSON object, got {json_type(obj)}")
+            bad.append(Bad(f":{i}", "not_an_object", f"expected a JSON object, got {json_type(obj)}"))
             continue
         rows.append(obj)
-        origins.append(f"{path}:{i}")
+        lines.append(i)
     df = _frame_from_dicts(rows, str(path))
     if df.height:
-        df = df.with_columns(pl.Series("_origin", origins))
+        df = df.with_columns(pl.format("{}:{}", pl.lit(str(path)), pl.Series(lines)).alias("_origin"))
     return df, bad
 
 
-def _parse_json(data: bytes, path: Path, json_field: str | None) -> pl.DataFrame:
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        # Many ".json" files are really JSON lines.
-        if data.lstrip()[:1] == b"{" and b"\n{" in data:
-            raise _JsonLines() from None
-        line = data[: getattr(e, "pos", 0)].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: malformed JSON ({e})") from None
+def _parse_document(obj: Any, path: Path, on_error: str, json_field: str | None) -> tuple[pl.DataFrame, list[Bad]]:
+    """A whole JSON document: an array of objects (or one object); non-objects are removed
+    under ``skip``, one by one."""
     if json_field:
         for key in json_field.split("."):
             if not isinstance(obj, dict) or key not in obj:
@@ -148,54 +240,104 @@ def _parse_json(data: bytes, path: Path, json_field: str | None) -> pl.DataFrame
     if isinstance(obj, dict):
         obj = [obj]
     if not isinstance(obj, list):
-        raise InputError(f"{path}: expected a JSON array of objects, got {type(obj).__name__}")
-    bad = [i for i, r in enumerate(obj) if not isinstance(r, dict)]
-    if bad:
-        raise InputError(f"{path}#{bad[0]}: expected a JSON object, got {type(obj[bad[0]]).__name__}")
-    df = _frame_from_dicts(obj, str(path))
+        raise InputError(f"{path}: expected a JSON array of objects, got {json_type(obj)}")
+    rows, index, bad = [], [], []
+    for i, r in enumerate(obj):
+        if isinstance(r, dict):
+            rows.append(r)
+            index.append(i)
+            continue
+        if on_error == "raise":
+            raise InputError(f"{path}#{i}: expected a JSON object, got {json_type(r)}")
+        bad.append(Bad(f"#{i}", "not_an_object", f"expected a JSON object, got {json_type(r)}"))
+    df = _frame_from_dicts(rows, str(path))
     if df.height:
-        df = df.with_columns(pl.format("{}#{}", pl.lit(str(path)), pl.int_range(pl.len())).alias("_origin"))
-    return df
+        df = df.with_columns(pl.format("{}#{}", pl.lit(str(path)), pl.Series(index)).alias("_origin"))
+    return df, bad
 
 
-class _JsonLines(Exception):
-    pass
+def parse_json_text(data: bytes, path: Path, kind: str, on_error: str, json_field: str | None = None) -> tuple[pl.DataFrame, list[Bad]]:
+    """JSON or JSON lines, told apart by content, not by the file name or the error mode:
+    a document that parses whole (an array, or an object with ``load.field``) is a JSON
+    document; anything else is read line by line. A leading UTF-8 BOM is dropped."""
+    if data.startswith(BOM):
+        data = data[len(BOM):]
+    head = data.lstrip()[:1]
+    if kind == "json" or head == b"[":
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            # A ".json" file holding JSON lines, or JSON lines that open with an array line.
+            if kind == "json" and not (head == b"{" and b"\n" in data.strip()):
+                line = data[: getattr(e, "pos", 0)].count(b"\n") + 1
+                raise InputError(f"{path}:{line}: malformed JSON ({e})") from None
+        else:
+            if kind == "json" or isinstance(obj, list):
+                return _parse_document(obj, path, on_error, json_field)
+    return _parse_lines(data, path, on_error)
 
 
-def read_file(path: Path, ftype: str | None, on_error: str, source: str, json_field: str | None = None, first_row: int = 0) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
-    """One file to a raw frame; returns also the (line, error) of skipped malformed lines."""
+def _parse_table(data: bytes | Path, path: Path, kind: str) -> pl.DataFrame:
+    """Parquet, CSV or TSV; anything polars cannot read is an InputError naming the file."""
+    try:
+        if kind == "parquet":
+            return pl.read_parquet(data if isinstance(data, Path) else io.BytesIO(data))
+        assert isinstance(data, bytes)
+        if data.startswith(BOM):
+            data = data[len(BOM):]
+        if not data.strip():
+            raise InputError(f"{path}: empty {kind.upper()} file (no header, no rows)")
+        return pl.read_csv(io.BytesIO(data), separator="\t" if kind == "tsv" else ",", infer_schema_length=0)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - polars/arrow raise many kinds on bad files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise InputError(f"{path}: not a readable {kind} file ({msg[:200]})") from None
+
+
+def read_file(path: Path, ftype: str | None, on_error: str, json_field: str | None = None) -> tuple[pl.DataFrame, list[Bad]]:
+    """One file to a raw frame, plus the raw items that could not be read (``skip``)."""
     kind = file_type(path, ftype)
-    if kind == "parquet":
-        df = pl.read_parquet(path) if not path.name.endswith(COMPRESSIONS) else pl.read_parquet(io.BytesIO(read_bytes(path)))
+    if kind in ("parquet", "csv", "tsv"):
+        src = path if kind == "parquet" and not path.name.lower().endswith(COMPRESSIONS) else read_bytes(path)
+        df = _parse_table(src, path, kind)
         return df.with_columns(pl.format("{}#{}", pl.lit(str(path)), pl.int_range(pl.len())).alias("_origin")), []
-    data = read_bytes(path)
-    if kind in ("csv", "tsv"):
-        try:
-            df = pl.read_csv(io.BytesIO(data), separator="\t" if kind == "tsv" else ",", infer_schema_length=0)
-        except pl.exceptions.ComputeError as e:
-            raise InputError(f"{path}: malformed {kind.upper()} ({str(e).splitlines()[0]})") from None
-        # CSV line numbers: header is line 1 (multi-line quoted fields make this approximate).
-        return df.with_columns(pl.format("{}#{}", pl.lit(str(path)), pl.int_range(pl.len())).alias("_origin")), []
-    if kind == "json":
-        try:
-            return _parse_json(data, path, json_field), []
-        except _JsonLines:
-            kind = "jsonl"
-    return _parse_jsonl(data, path, on_error, source, first_row)
+    return parse_json_text(read_bytes(path), path, kind, on_error, json_field)
+
+
+def files_of(raw: pl.DataFrame) -> str:
+    """The files a raw frame came from, for error messages (``a.jsonl``, ``a.jsonl and 2 more``)."""
+    files = raw["_origin"].str.replace(r"(?::\d+|#\d+)$", "").unique(maintain_order=True) if "_origin" in raw.columns else pl.Series([], dtype=pl.Utf8)
+    if files.len() == 0:
+        return "(no file)"
+    return files[0] + (f" and {files.len() - 1} more file(s)" if files.len() > 1 else "")
+
+
+def ledger_name(path: Path, paths: list[Path]) -> str:
+    """How malformed-item ids name a file: its path relative to the common folder of all the
+    source's files (``a/x.jsonl`` and ``b/x.jsonl`` for ``*/x.jsonl``), so ids stay unique
+    and readable."""
+    if len(paths) < 2:
+        return path.name
+    common = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    return path.relative_to(common).as_posix()
 
 
 def load_files(patterns: list[str], root: Path, source: str, ftype: str | None = None, on_error: str = "raise", json_field: str | None = None) -> Loaded:
     """Read and concatenate files; malformed lines become ledger rows under ``on_error: skip``."""
     paths = expand_paths(patterns, root)
     frames, removed, inputs = [], [], []
+    seen: dict[Path, int] = {}
     n = 0
     for path in paths:
-        df, bad = read_file(path, ftype, on_error, source, json_field, n)
+        df, bad = read_file(path, ftype, on_error, json_field)
         inputs.append({"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size, "rows": df.height + len(bad)})
         if bad:
-            # Malformed lines take row numbers after the good ones of their file so ids stay unique.
-            ids = [f"{source}:bad:{path.name}:{line}" for line, _ in bad]
-            removed.append(removed_frame(ids, source, "load", "malformed_json", [f"{path}:{line}: {err}" for line, err in bad]))
+            name = ledger_name(path, paths)
+            repeat = f"@{seen[path]}" if seen.get(path) else ""  # the same file named twice
+            ids = [f"{source}:bad:{name}{repeat}{b.at}" for b in bad]
+            removed.append(removed_frame(ids, source, "load", [b.reason for b in bad], [f"{path}{b.at}: {b.error}" for b in bad]))
+        seen[path] = seen.get(path, 0) + 1
         if df.height:
             frames.append(df.with_columns(pl.int_range(n, n + df.height, dtype=pl.Int64).alias("_row")))
             n += df.height

@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from mixer.formats.base import FormatContext, get_format
-from mixer.io import Loaded
+from mixer.io import Loaded, files_of
 from mixer.records import conform, empty_records, empty_removed
 from mixer.spec import SourceSpec, Spec, StepSpec
 from mixer.steps.base import Step, StepResult, get_step
@@ -34,8 +34,9 @@ def format_source(raw: pl.DataFrame, src: SourceSpec, spec: Spec) -> StepResult:
     ctx = FormatContext(src.name, spec.seed, spec.tokenizer, spec.root)
     try:
         res = fmt.fn(raw, src.format.config, ctx)
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"source {src.name!r}, format {src.format.name!r}: {e}") from None
+    except (ValueError, KeyError, pl.exceptions.PolarsError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ValueError(f"{files_of(raw)}: source {src.name!r}, format {src.format.name!r}: {msg}") from None
     res.kept = conform(res.kept) if res.kept.height else empty_records(fmt.kind)
     if ctx.info:
         res.info = {**ctx.info, **res.info}

@@ -1,4 +1,7 @@
-"""Structural checks every record passes after its format: known roles, no empty turns,
+"""Structural checks every record passes after its format: text-typed turns (a value that
+was not text, e.g. a number or an image part, carries a not-text marker from
+``mixer.json_values`` / ``mixer.formats.text_values`` and is removed as ``wrong_type``
+naming the field and type), known roles, no empty turns,
 an optional leading system turn, then user/assistant alternation starting with user and
 ending with assistant. Preference pairs must also share their prompt turns.
 
@@ -9,11 +12,18 @@ from __future__ import annotations
 
 import polars as pl
 
+from mixer.json_values import NOT_TEXT_PATTERN
 from mixer.records import ROLES, kind_of, removed_from
 from mixer.steps.base import StepResult
 
 _LETTER = {"system": "S", "user": "U", "assistant": "A"}
 _ORDER = r"^S?(UA)+$"
+
+
+def _not_text(col: str) -> pl.Expr:
+    """What the first not-text marker in a message list says (role or content), or null."""
+    parts = pl.col(col).list.eval(pl.concat_list(pl.element().struct.field("role"), pl.element().struct.field("content")).explode())
+    return parts.list.eval(pl.element().str.extract(NOT_TEXT_PATTERN, 1).drop_nulls()).list.first()
 
 
 def _problem(col: str) -> pl.Expr:
@@ -25,6 +35,7 @@ def _problem(col: str) -> pl.Expr:
     letters = roles.list.eval(pl.element().replace_strict(_LETTER, default="?")).list.join("")
     return (
         pl.when(pl.col(col).is_null() | (pl.col(col).list.len() == 0)).then(pl.lit("no_messages"))
+        .when(_not_text(col).is_not_null()).then(pl.lit("wrong_type"))
         .when(unknown).then(pl.lit("unknown_role"))
         .when(empty).then(pl.lit("empty_message"))
         .when(~letters.str.contains(_ORDER)).then(pl.lit("role_order"))
@@ -34,7 +45,7 @@ def _problem(col: str) -> pl.Expr:
 
 def _detail(col: str) -> pl.Expr:
     roles = pl.col(col).list.eval(pl.element().struct.field("role").fill_null("null"))
-    return pl.format("{}: roles [{}]", pl.lit(col), roles.list.join(", "))
+    return pl.when(_not_text(col).is_not_null()).then(pl.format("{}: {}", pl.lit(col), _not_text(col))).otherwise(pl.format("{}: roles [{}]", pl.lit(col), roles.list.join(", ")))
 
 
 def validate(frame: pl.DataFrame) -> StepResult:

@@ -20,6 +20,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mixer.formats.base import FormatConfig, FormatContext, register_format, require_columns
+from mixer.formats.common import text
 from mixer.formats.messages import records_from
 from mixer.records import empty_removed
 from mixer.steps.base import StepResult
@@ -87,7 +88,7 @@ class AlpacaConfig(FormatConfig):
 
 
 def _text(col: str) -> pl.Expr:
-    return pl.col(col).cast(pl.Utf8).fill_null("")
+    return text(col)
 
 
 def plain_prompt(instruction: pl.Expr, inp: pl.Expr) -> pl.Expr:

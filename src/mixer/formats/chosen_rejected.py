@@ -15,6 +15,7 @@ import polars as pl
 from mixer.formats.base import FormatConfig, FormatContext, register_format, require_columns
 from mixer.formats.common import turn
 from mixer.formats.messages import DEFAULT_ROLE_MAP, convert_turns
+from mixer.formats.text_values import as_text, column_text
 from mixer.records import empty_removed
 from mixer.steps.base import StepResult
 
@@ -40,9 +41,10 @@ def as_messages(raw: pl.DataFrame, column: str, role_key: str, content_key: str,
         if missing:
             raise ValueError(f"column {column!r} objects lack key(s) {sorted(missing)}; they have {sorted(fields)}")
         mapping = {**DEFAULT_ROLE_MAP, **role_map}
-        role = pl.col(column).struct.field(role_key).cast(pl.Utf8).str.to_lowercase().replace(mapping)
-        return pl.concat_list(turn(role, pl.col(column).struct.field(content_key).cast(pl.Utf8)))
-    return pl.concat_list(turn(text_role, pl.col(column).cast(pl.Utf8)))
+        types = {f.name: f.dtype for f in dtype.fields}
+        role = as_text(pl.col(column).struct.field(role_key), types[role_key], f"{column}.{role_key}").str.to_lowercase().replace(mapping)
+        return pl.concat_list(turn(role, as_text(pl.col(column).struct.field(content_key), types[content_key], f"{column}.{content_key}")))
+    return pl.concat_list(turn(text_role, column_text(column)))
 
 
 def pair_frame(raw: pl.DataFrame, ctx: FormatContext, chosen: pl.Expr, rejected: pl.Expr, meta: pl.Expr | None = None) -> pl.DataFrame:
@@ -61,7 +63,7 @@ def build_pairs(raw: pl.DataFrame, cfg: ChosenRejectedConfig, ctx: FormatContext
     chosen, rejected = as_messages(raw, cfg.chosen, *args), as_messages(raw, cfg.rejected, *args)
     head: list[pl.Expr] = []
     if cfg.system and cfg.system in raw.columns:
-        sys = pl.col(cfg.system).cast(pl.Utf8).fill_null("")
+        sys = column_text(cfg.system).fill_null("")
         head.append(pl.when(sys.str.strip_chars() != "").then(pl.concat_list(turn("system", sys))).otherwise(pl.concat_list(turn("system", sys)).list.head(0)))
     if cfg.prompt:
         head.append(as_messages(raw, cfg.prompt, cfg.role_key, cfg.content_key, cfg.role_map, "user"))

@@ -9,12 +9,14 @@ from __future__ import annotations
 import polars as pl
 
 from mixer.formats.base import FormatContext
+from mixer.formats.text_values import column_text
 from mixer.records import removed_from
 
 
 def text(col: str) -> pl.Expr:
-    """A raw field as a string, null as empty (validation then removes empty turns)."""
-    return pl.col(col).cast(pl.Utf8).fill_null("")
+    """A raw field as text by its type (``mixer.formats.text_values``), null as empty
+    (validation then removes empty turns and not-text values)."""
+    return column_text(col).fill_null("")
 
 
 def turn(role: str | pl.Expr, content: pl.Expr) -> pl.Expr:

@@ -7,7 +7,8 @@ side's answer, so both sides share the prompt and differ only in their final ass
 turn. Turns after the first difference are discarded (``meta.discarded_turns`` says how
 many). Pairs where the transcripts are identical (``identical_transcripts``), where one is
 a prefix of the other (``no_differing_turn``), or where they first differ at a human turn
-(``differs_at_user_turn``) are removed with the turn index in the detail.
+(``differs_at_user_turn``) are removed with the turn index in the detail; a transcript that
+is not text (a number, object, list) is removed as ``wrong_type``.
 
 Vectorized: turns are split with regex replacements, then compared via explode + join.
 """
@@ -19,6 +20,8 @@ import polars as pl
 from mixer.formats.base import FormatConfig, FormatContext, register_format, require_columns
 from mixer.formats.chosen_rejected import pair_frame
 from mixer.formats.common import meta_json, removed_rows
+from mixer.formats.text_values import column_text
+from mixer.json_values import NOT_TEXT_PATTERN
 from mixer.steps.base import StepResult
 
 SEP = "\x1e"
@@ -32,7 +35,7 @@ class HHConfig(FormatConfig):
 def turns(column: str) -> pl.Expr:
     """A transcript as a list of "U<content>" / "A<content>" strings."""
     t = (
-        pl.col(column).cast(pl.Utf8).fill_null("")
+        column_text(column).fill_null("")
         .str.replace_all(r"(?:^|\n\n)Human: ?", SEP + "U")
         .str.replace_all(r"(?:^|\n\n)Assistant: ?", SEP + "A")
     )
@@ -57,7 +60,8 @@ def first_difference(frame: pl.DataFrame) -> pl.DataFrame:
 @register_format("hh_rlhf", HHConfig, kind="preference")
 def hh_rlhf(raw: pl.DataFrame, cfg: HHConfig, ctx: FormatContext) -> StepResult:
     require_columns(raw, [cfg.chosen, cfg.rejected], "hh_rlhf")
-    f = raw.with_columns(pl.int_range(pl.len()).alias("_i"), turns(cfg.chosen).alias("_c"), turns(cfg.rejected).alias("_r"))
+    not_text = pl.coalesce(*(column_text(c).str.extract(NOT_TEXT_PATTERN, 1) for c in (cfg.chosen, cfg.rejected)))
+    f = raw.with_columns(pl.int_range(pl.len()).alias("_i"), turns(cfg.chosen).alias("_c"), turns(cfg.rejected).alias("_r"), not_text.alias("_wrong"))
     f = first_difference(f)
     lc, lr = pl.col("_c").list.len(), pl.col("_r").list.len()
     shorter = pl.min_horizontal(lc, lr)
@@ -65,14 +69,16 @@ def hh_rlhf(raw: pl.DataFrame, cfg: HHConfig, ctx: FormatContext) -> StepResult:
     f = f.with_columns(d.alias("_d"))
     answer_c, answer_r = pl.col("_c").list.get(pl.col("_d"), null_on_oob=True), pl.col("_r").list.get(pl.col("_d"), null_on_oob=True)
     reason = (
-        pl.when(pl.col("_d").is_null()).then(pl.lit("identical_transcripts"))
+        pl.when(pl.col("_wrong").is_not_null()).then(pl.lit("wrong_type"))
+        .when(pl.col("_d").is_null()).then(pl.lit("identical_transcripts"))
         .when(answer_c.is_null() | answer_r.is_null()).then(pl.lit("no_differing_turn"))
         .when(~answer_c.str.starts_with("A") | ~answer_r.str.starts_with("A")).then(pl.lit("differs_at_user_turn"))
         .otherwise(pl.lit(None, dtype=pl.Utf8))
     )
     f = f.with_columns(reason.alias("_reason"))
     bad = f.filter(pl.col("_reason").is_not_null())
-    detail = pl.format("chosen {} turns, rejected {} turns, first difference at turn {}", lc, lr, pl.col("_d").cast(pl.Utf8).fill_null("none"))
+    turn_detail = pl.format("chosen {} turns, rejected {} turns, first difference at turn {}", lc, lr, pl.col("_d").cast(pl.Utf8).fill_null("none"))
+    detail = pl.coalesce(pl.col("_wrong"), turn_detail)
     removed = removed_rows(bad, ctx, "hh_rlhf", pl.col("_reason"), detail)
     good = f.filter(pl.col("_reason").is_null())
     keep = pl.col("_d") + 1

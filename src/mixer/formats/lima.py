@@ -20,6 +20,7 @@ from mixer.formats.alpaca import plain_prompt, two_turns
 from mixer.formats.base import FormatConfig, FormatContext, register_format, require_columns
 from mixer.formats.common import meta_json, text, turn
 from mixer.formats.messages import records_from
+from mixer.formats.text_values import as_text
 from mixer.records import empty_removed
 from mixer.steps.base import StepResult
 
@@ -30,18 +31,23 @@ class LimaConfig(FormatConfig):
     subsource: str | None = "source"
 
 
-def alternating(column: str) -> pl.Expr:
+def _inner(dtype: pl.DataType) -> pl.DataType:
+    return dtype.inner if isinstance(dtype, pl.List) else pl.Utf8  # type: ignore[return-value]
+
+
+def alternating(column: str, dtype: pl.DataType = pl.List(pl.Utf8)) -> pl.Expr:
     """A list of strings -> messages, even positions user, odd assistant, odd tail cut."""
     c = pl.col(column)
     role = pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.lit("user")).otherwise(pl.lit("assistant"))
-    return c.list.head(c.list.len() // 2 * 2).list.eval(turn(role, pl.element().cast(pl.Utf8)))
+    return c.list.head(c.list.len() // 2 * 2).list.eval(turn(role, as_text(pl.element(), _inner(dtype), f"{column}[]")))
 
 
-def history_turns(column: str) -> pl.Expr:
+def history_turns(column: str, dtype: pl.DataType = pl.List(pl.List(pl.Utf8))) -> pl.Expr:
     """``[[user, assistant], ...]`` -> flat messages."""
+    item = _inner(_inner(dtype))
     pair = pl.concat_list(
-        turn("user", pl.element().list.get(0, null_on_oob=True).cast(pl.Utf8)),
-        turn("assistant", pl.element().list.get(1, null_on_oob=True).cast(pl.Utf8)),
+        turn("user", as_text(pl.element().list.get(0, null_on_oob=True), item, f"{column}[][0]")),
+        turn("assistant", as_text(pl.element().list.get(1, null_on_oob=True), item, f"{column}[][1]")),
     )
     return pl.col(column).list.eval(pair).list.eval(pl.element().explode())
 
@@ -58,9 +64,9 @@ def lima(raw: pl.DataFrame, cfg: LimaConfig, ctx: FormatContext) -> StepResult:
         if cfg.subsource and cfg.subsource in raw.columns:
             fields["subsource"] = pl.col(cfg.subsource).cast(pl.Utf8)
         ctx.info["dropped_trailing_messages"] = int(raw.select(odd.sum()).item())
-        return StepResult(records_from(raw, ctx, alternating(cfg.column), meta_json(**fields)), empty_removed())
+        return StepResult(records_from(raw, ctx, alternating(cfg.column, raw.schema[cfg.column]), meta_json(**fields)), empty_removed())
     require_columns(raw, ["instruction", "output"], "lima")
     inp = text("input") if "input" in raw.columns else pl.lit("")
     last = two_turns(plain_prompt(text("instruction"), inp), text("output"))
-    msgs = pl.concat_list(history_turns("history"), last) if "history" in raw.columns and raw.schema["history"] != pl.Null else last
+    msgs = pl.concat_list(history_turns("history", raw.schema["history"]), last) if "history" in raw.columns and raw.schema["history"] != pl.Null else last
     return StepResult(records_from(raw, ctx, msgs), empty_removed())

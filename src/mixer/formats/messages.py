@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from mixer.formats.base import FormatConfig, FormatContext, register_format, require_columns
+from mixer.formats.text_values import as_text
 from mixer.records import empty_removed
 from mixer.steps.base import StepResult
 
@@ -37,13 +38,10 @@ def convert_turns(raw: pl.DataFrame, column: str, role_key: str, content_key: st
     missing = {role_key, content_key} - fields
     if missing:
         raise ValueError(f"turns in column {column!r} lack key(s) {sorted(missing)}; they have {sorted(fields)}")
-    role = pl.element().struct.field(role_key).cast(pl.Utf8)
-    return pl.col(column).list.eval(
-        pl.struct(
-            role.str.to_lowercase().replace(mapping).alias("role"),
-            pl.element().struct.field(content_key).cast(pl.Utf8).alias("content"),
-        )
-    )
+    types = {f.name: f.dtype for f in inner.inner.fields}
+    role = as_text(pl.element().struct.field(role_key), types[role_key], f"{column}[].{role_key}")
+    content = as_text(pl.element().struct.field(content_key), types[content_key], f"{column}[].{content_key}")
+    return pl.col(column).list.eval(pl.struct(role.str.to_lowercase().replace(mapping).alias("role"), content.alias("content")))
 
 
 def records_from(raw: pl.DataFrame, ctx: FormatContext, messages: pl.Expr, meta: pl.Expr | None = None) -> pl.DataFrame:

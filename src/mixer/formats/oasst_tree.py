@@ -17,6 +17,7 @@ arrive as nested structs (local files) or, at any depth, JSON strings (``dataset
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ import polars as pl
 
 from mixer.formats.base import FormatConfig, FormatContext, register_format, require_columns
 from mixer.formats.common import format_step
+from mixer.json_values import NOT_TEXT_PATTERN, json_type, not_text
 from mixer.records import SFT_SCHEMA, removed_frame
 from mixer.steps.base import StepResult
 
@@ -75,6 +77,15 @@ def walk(root: dict[str, Any], top_k: int | None = 1, label: str = "quality") ->
     return [], f"walk ended on a {last.get('role')} message without live replies ({last.get('message_id')})"
 
 
+def _text(v: Any, field: str = "text") -> str | None:
+    """A node's text; any other type becomes a not-text marker (removed as ``wrong_type``)."""
+    return v if v is None or isinstance(v, str) else not_text(f"field {field!r} is {json_type(v)}")
+
+
+def _role(v: Any) -> str | None:
+    return ROLE.get(v, v) if isinstance(v, str) else _text(v, "role")
+
+
 def _trees(raw: pl.DataFrame, column: str) -> list[dict[str, Any]]:
     col = raw[column]
     if isinstance(col.dtype, pl.Struct):
@@ -86,17 +97,19 @@ def _trees(raw: pl.DataFrame, column: str) -> list[dict[str, Any]]:
 def oasst_tree(raw: pl.DataFrame, cfg: OasstTreeConfig, ctx: FormatContext) -> StepResult:
     require_columns(raw, [cfg.column], "oasst_tree")
     tree_ids = raw[cfg.tree_id].cast(pl.Utf8).to_list() if cfg.tree_id in raw.columns else [None] * raw.height
-    ids, messages, metas, gone, why = [], [], [], [], []
+    ids, messages, metas, gone, reasons, why = [], [], [], [], [], []
     for row, tree, tid in zip(raw["_row"].to_list(), _trees(raw, cfg.column), tree_ids, strict=True):
         paths, ended = walk(tree, cfg.top_k, cfg.label)
         if not paths:
             gone.append(f"{ctx.source}:{row}")
-            why.append(ended)
+            wrong = re.search(NOT_TEXT_PATTERN, ended)  # the walk stopped at a role that is not text
+            reasons.append("wrong_type" if wrong else "no_assistant_leaf")
+            why.append(wrong.group(1) if wrong else ended)
             continue
         for k, path in enumerate(paths):
             ids.append(f"{ctx.source}:{row}" if cfg.top_k == 1 else f"{ctx.source}:{row}.{k}")
-            messages.append([{"role": ROLE.get(n.get("role"), n.get("role")), "content": n.get("text")} for n in path])
+            messages.append([{"role": _role(n.get("role")), "content": _text(n.get("text"))} for n in path])
             metas.append(orjson.dumps({"tree_id": tid, "leaf_id": path[-1].get("message_id")}).decode())
     kept = pl.DataFrame({"id": ids, "source": [ctx.source] * len(ids), "messages": messages, "meta": metas}, schema=SFT_SCHEMA)
     ctx.info["trees_without_path"] = len(gone)
-    return StepResult(kept, removed_frame(gone, ctx.source, format_step("oasst_tree"), "no_assistant_leaf", why))
+    return StepResult(kept, removed_frame(gone, ctx.source, format_step("oasst_tree"), reasons, why))
