@@ -167,3 +167,42 @@ def test_a_build_in_shards_reads_back_and_leaves_no_spill(tmp_path: Path, monkey
     b = BuildDir(tmp_path / "out", verify=True)
     assert b.frame.equals(res.mixture) and b.why(b.frame["id"][1500])[0]["status"] == "kept"
     assert not (tmp_path / "out" / "spill").exists()
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
+def test_files_stream_in_parts_with_the_whole_file_result(tmp_path: Path, suffix: str) -> None:
+    import gzip
+    import hashlib
+    import json
+
+    import zstandard
+
+    from mixer.io import concat_loaded, iter_files, sha256_file
+
+    lines = [json.dumps(r) for r in alpaca_rows(3000, "s")]
+    lines[17] = "{broken"
+    lines[2500] = "[1, 2]"
+    data = ("\ufeff" + "\n".join(lines[:1000]) + "\n\n" + "\n".join(lines[1000:]) + "\n").encode()
+    path = tmp_path / f"a.jsonl{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix == ".gz" else zstandard.ZstdCompressor().compress(data) if suffix == ".zst" else data)
+    whole = concat_loaded(iter_files([str(path)], tmp_path, "s", on_error="skip", batch_bytes=1 << 30))
+    parts = list(iter_files([str(path)], tmp_path, "s", on_error="skip", batch_bytes=4096))
+    assert len(parts) > 20 and all(p.raw.height < 200 for p in parts)
+    streamed = concat_loaded(parts)
+    assert streamed.raw.equals(whole.raw) and streamed.removed.equals(whole.removed)
+    assert whole.raw.height == 2998 and whole.raw["_row"].to_list() == list(range(2998))
+    assert whole.raw["_origin"][1000] == f"{path}:1003"  # the blank line is counted
+    assert sorted(whole.removed["id"].to_list()) == ["s:bad:" + path.name + ":18", "s:bad:" + path.name + ":2502"]
+    assert streamed.inputs == whole.inputs and whole.inputs[0]["sha256"] == sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [p.inputs for p in parts[:-1]] == [[]] * (len(parts) - 1)  # the fingerprint comes with the last part
+
+
+def test_parquet_sources_stream_by_record_batches(tmp_path: Path) -> None:
+    from mixer.io import concat_loaded, iter_files
+
+    frame = pl.DataFrame(alpaca_rows(5000, "p"))
+    frame.write_parquet(tmp_path / "a.parquet", row_group_size=500)
+    parts = list(iter_files(["a.parquet"], tmp_path, "p", batch_bytes=20_000))
+    whole = concat_loaded(parts)
+    assert len(parts) > 2 and whole.raw.height == 5000
+    assert whole.raw.drop("_row", "_origin").equals(frame) and whole.raw["_origin"][4999] == f"{tmp_path / 'a.parquet'}#4999"

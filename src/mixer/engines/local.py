@@ -140,10 +140,26 @@ class LocalEngine:
     # ------------------------------------------------------------------ Engine protocol
 
     def load(self, src: SourceSpec, spec: Spec) -> Loaded:
-        from mixer.engines.storage import load_source_anywhere
+        """The source read part by part (``mixer.sources.iter_raw``), each part cut into
+        batches and spilled as it comes; URL sources are staged whole first."""
+        from mixer.engines.storage import is_url, load_source_anywhere
+        from mixer.sources import iter_raw
 
-        loaded = load_source_anywhere(src, spec)
-        return Loaded(self._split(loaded.raw, "raw"), loaded.removed, loaded.inputs)  # type: ignore[arg-type]
+        if src.load.hub is None and any(is_url(p) for p in src.load.paths):
+            parts = iter([load_source_anywhere(src, spec)])
+        else:
+            parts = iter_raw(src, spec)
+        batches: list[tuple[Part, int, dict[str, int]]] = []
+        removed: list[pl.DataFrame] = []
+        inputs: list[dict[str, Any]] = []
+        for part in parts:
+            for a in range(0, part.raw.height, self.batch_rows):
+                b = part.raw.slice(a, self.batch_rows)
+                batches.append((self._part(b), b.height, {}))
+            removed.append(part.removed)
+            inputs.extend(part.inputs)
+        frame = _assemble(batches or [(pl.DataFrame(schema={"_row": pl.Int64, "_origin": pl.Utf8}), 0, {})], "raw")
+        return Loaded(frame, _concat(removed), inputs)  # type: ignore[arg-type]
 
     def format(self, raw: Parts, src: SourceSpec, spec: Spec) -> StepResult:
         kind = "preference" if src.format.kind == "preference" else "sft"
