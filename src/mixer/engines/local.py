@@ -171,13 +171,14 @@ class LocalEngine:
             except MergeError:
                 pass
             else:
-                return StepResult(self._parts([r.kept for r in results], kind), _concat([r.removed for r in results]), info)
+                return _release(raw, StepResult(self._parts([r.kept for r in results], kind), _concat([r.removed for r in results]), info))
         res = format_source(pl.concat(list(raw.batches()), how="diagonal_relaxed"), src, spec)
-        return StepResult(self._split(res.kept, kind), res.removed, res.info)
+        return _release(raw, StepResult(self._split(res.kept, kind), res.removed, res.info))
 
     def validate(self, frame: Parts) -> StepResult:
         results = self._over(validate, frame)
-        return StepResult(self._parts([r.kept for r in results], frame.kind), _concat([r.removed for r in results]), merge_infos([r.info for r in results], {}))
+        out = StepResult(self._parts([r.kept for r in results], frame.kind), _concat([r.removed for r in results]), merge_infos([r.info for r in results], {}))
+        return _release(frame, out)
 
     def run_step(self, step: StepSpec, frame: Parts, ctx: StepContext) -> StepResult:
         obj = make_step(step)
@@ -185,11 +186,11 @@ class LocalEngine:
             whole = pl.concat(list(frame.batches()), how="vertical_relaxed")
             res = obj.run(whole, ctx)
             check_removed_ids(whole, res.removed, f"{ctx.scope}/{step.name}")
-            return StepResult(self._split(conform(res.kept), frame.kind), res.removed, res.info)
+            return _release(frame, StepResult(self._split(conform(res.kept), frame.kind), res.removed, res.info))
         res = self._pieces(obj, frame, ctx)
         if res.removed.height:
             check_removed_ids(pl.DataFrame({"id": frame.ids()}), res.removed, f"{ctx.scope}/{step.name}")
-        return res
+        return _release(frame, res)
 
     def _pieces(self, step: Step, frame: Parts, ctx: StepContext) -> StepResult:
         """One stage of a split step; the ledger lists the rows ``map`` removed, then those
@@ -260,6 +261,16 @@ class LocalEngine:
 
     def close(self) -> None:
         return None
+
+
+def _release(old: Parts, res: StepResult) -> StepResult:
+    """Delete the spilled batches of a stage's input that its output does not reuse (the
+    pipeline never reads a stage's input again): disk use stays about two copies."""
+    keep = {p for p in res.kept.parts if isinstance(p, Path)} if isinstance(res.kept, Parts) else set()
+    for p in old.parts:
+        if isinstance(p, Path) and p not in keep:
+            p.unlink(missing_ok=True)
+    return res
 
 
 def _counts(frame: pl.DataFrame) -> dict[str, int]:
