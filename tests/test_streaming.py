@@ -69,8 +69,8 @@ def test_changing_one_source_leaves_another_selection_unchanged(tmp_path: Path) 
     assert kept_b[0] != kept_b[1]  # b itself did change
 
 
-def _frame(n: int, source: str = "s") -> pl.DataFrame:
-    msgs = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}] for i in range(n)]
+def _frame(n: int, source: str = "s", width: int = 0) -> pl.DataFrame:
+    msgs = [[{"role": "user", "content": f"q{i}" + "x" * width}, {"role": "assistant", "content": f"a{i} {i * 7919 % 1000}" * (1 + width // 8)}] for i in range(n)]
     meta = [('{"submix": "%s"}' % ("x" if i % 3 else "y")) for i in range(n)]
     return sft_frame([f"{source}:{i}" for i in range(n)], source, msgs, meta)
 
@@ -136,12 +136,12 @@ def test_engines_hold_no_step_logic(repo: Path) -> None:
 def test_shards_depend_only_on_the_rows(tmp_path: Path) -> None:
     from mixer.output import ShardWriter, mixture_files, read_mixture
 
-    frame = _frame(7000)
+    frame = _frame(7000, width=400)  # row groups of several pages: page breaks must not follow the batches
     names = []
     for k, sizes in enumerate([[7000], [1, 999, 4000, 2000], [3] * 2333 + [1]]):
         folder = tmp_path / str(k)
         folder.mkdir()
-        w = ShardWriter(folder, "mixture", frame.head(0), shard_rows=3000, row_group=1000)
+        w = ShardWriter(folder, "mixture", frame.head(0), shard_rows=3000, row_group=1500)
         at = 0
         for n in sizes:
             w.write(frame.slice(at, n))

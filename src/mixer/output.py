@@ -61,7 +61,9 @@ class ShardWriter:
         if self._writer is None or (self.shard_rows is not None and self._in_shard >= self.shard_rows):
             self._open()
         assert self._writer is not None
-        self._writer.write_table(head, row_group_size=rows)
+        # one contiguous chunk per row group: the writer's page breaks follow the input's
+        # chunks, which must not leak into the bytes
+        self._writer.write_table(head.combine_chunks(), row_group_size=rows)
         self._in_shard += rows
 
     def _open(self) -> None:
