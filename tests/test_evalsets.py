@@ -28,7 +28,7 @@ def eval_dir(shared_data):
 
 
 def test_every_split_of_every_benchmark_loads(eval_dir):
-    assert set(evalsets.SUITES["tulu2+"]) == set(evalsets.names())
+    assert set(evalsets.SUITES["tulu2+"]) | set(evalsets.SUITES["tulu3-dev"]) | set(evalsets.SUITES["tulu3-unseen"]) == set(evalsets.names())
     for (name, split), n in COUNTS.items():
         df = evalsets.load(name, split=split, data_dir=eval_dir)
         assert df.columns == ["benchmark", "instance_id", "prompt", "answer"], name

@@ -12,15 +12,15 @@ from nbclient import NotebookClient
 def test_explore_notebook_runs(repo, tmp_path) -> None:
     path = repo / "notebooks" / "explore_mixture.ipynb"
     nb = nbformat.read(path, as_version=4)
-    env_cache = os.environ.get("MIXER_CACHE_DIR")
-    os.environ["MIXER_CACHE_DIR"] = str(tmp_path / "cache")
+    env_cache = os.environ.get("MIXER_CACHE")
+    os.environ["MIXER_CACHE"] = str(tmp_path / "cache")
     try:
         NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo / "notebooks")}}).execute()
     finally:
         if env_cache is None:
-            os.environ.pop("MIXER_CACHE_DIR", None)
+            os.environ.pop("MIXER_CACHE", None)
         else:
-            os.environ["MIXER_CACHE_DIR"] = env_cache
+            os.environ["MIXER_CACHE"] = env_cache
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)

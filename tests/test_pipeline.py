@@ -137,14 +137,16 @@ def test_killed_build_leaves_nothing_that_looks_complete(tmp_path: Path, repo: P
     """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True)
     assert proc.returncode == -9
-    # The old build is untouched and still complete; the leftover temp folder is not a build.
+    # The old build is untouched and still complete; the leftover temp folder is not a build,
+    # and opening the build cleans it up (its process is gone).
     assert (tmp_path / "out" / "mixture.parquet").read_bytes() == before
-    BuildDir(tmp_path / "out", verify=True)
     leftovers = list(tmp_path.glob(".out.tmp-*"))
     assert leftovers, "expected the killed build's temp folder"
     for d in leftovers:
         with pytest.raises(IncompleteBuild):
             BuildDir(d)
+    BuildDir(tmp_path / "out", verify=True)
+    assert not list(tmp_path.glob(".out.*"))
 
 
 def test_tampered_build_is_detected(tmp_path: Path) -> None:

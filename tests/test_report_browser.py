@@ -64,6 +64,13 @@ def test_report_in_headless_chromium(tmp_path, repo, shared_tokenizers) -> None:
         assert len(widths) == 3 and min(widths) > 200, widths
         chart = drv.find_element(By.CSS_SELECTOR, "#lengths-chart img")
         assert chart.is_displayed() and chart.size["width"] > 200
+        # removed records are shown with their text, one block per step and reason
+        examples = drv.find_elements(By.CSS_SELECTOR, "#examples .example")
+        assert examples and any("user:" in e.text for e in examples)
+        # no table is wider than the page (nothing cut off or hidden behind a scroll bar)
+        wide = drv.execute_script("return Array.from(document.querySelectorAll('.tw')).filter(d => d.scrollWidth > d.clientWidth + 1)"
+                                  ".map(d => (d.querySelector('caption') || {}).textContent)")
+        assert wide == [], wide
         errors = [e for e in drv.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == [], errors
         drv.set_window_size(1400, max(1200, drv.execute_script("return document.body.scrollHeight")))

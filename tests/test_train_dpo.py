@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from train.testing import hh_rlhf_frame, write_build
+from mixer_train.testing import hh_rlhf_frame, write_build
 
 runner = CliRunner()
 # fixtures one_thread, work, sample_build, model: tests/train_fixtures.py
@@ -56,14 +56,34 @@ def test_reward_margin_increases(pref_build, model, work):
     assert recs[-1]["loss"] < recs[0]["loss"]
     info = json.loads((out / "run.json").read_text())
     assert info["kind"] == "dpo" and info["status"] == "complete" and info["config"]["beta"] == 0.1
+    assert info["tokenized_cache"]["hit"] is False and info["tokenized_cache"]["rows"] == 32
+    assert not info["packing"]["enabled"] and "DPO" in info["packing"]["reason"]
+
+
+def test_second_dpo_run_hits_the_tokenized_cache(pref_build, model, work):
+    first = json.loads((work / "run" / "run.json").read_text())["tokenized_cache"]
+    out = work / "again"
+    r = runner.invoke(app, dpo_args(pref_build, model, out, 1, "--deepspeed", "none"))
+    assert r.exit_code == 0, r.output
+    second = json.loads((out / "run.json").read_text())["tokenized_cache"]
+    assert second["hit"] is True and second["key"] == first["key"] and second["rows"] == 32
+
+
+def test_builds_of_the_other_kind_are_refused_by_name(sample_build, pref_build, model, work):
+    r = runner.invoke(app, ["train", "dpo", "--build", str(sample_build), "--model", str(model), "-o", str(work / "x")])
+    assert r.exit_code == 2 and "build 'sample' is a sft build, not a preference build" in " ".join(r.output.split())
+    r = runner.invoke(app, ["train", "sft", "--build", str(pref_build), "--model", str(model), "-o", str(work / "x")])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and "build 'hh_rlhf' is a preference build, not an SFT build; train it with `mixer train dpo`" in out
+    assert not (work / "x").exists()
 
 
 def test_completion_is_the_assistant_turn_and_eos(pref_build, model, work):
     """What DPO scores: prompt ends on the generation header, completions end on EOS."""
-    from train.common import load_tokenizer_with_template
-    from train.config import load_config, parse_overrides
-    from train.data import load_records, open_build
-    from train.dpo import build_trainer
+    from mixer_train.common import load_tokenizer_with_template
+    from mixer_train.config import load_config, parse_overrides
+    from mixer_train.data import load_records, open_build
+    from mixer_train.dpo import build_trainer
 
     cfg = load_config(None, parse_overrides([*SETS, "deepspeed=null", "report_to=none"]), kind="dpo")
     tok, added = load_tokenizer_with_template(str(model), cfg.template)

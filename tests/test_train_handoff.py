@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from train.config import load_config
-from train.data import BuildError, load_records, open_build
-from train.run import RunError, last_checkpoint, prepare_run
-from train.testing import sft_frame_from, write_build
+from mixer_train.config import load_config
+from mixer_train.data import BuildError, load_records, open_build
+from mixer_train.run import RunError, last_checkpoint, mark_failed, prepare_run
+from mixer_train.testing import sft_frame_from, write_build
 
 runner = CliRunner()
 
@@ -70,7 +72,7 @@ def test_a_modified_mixture_is_refused(sample_build, tmp_path):
 
 
 def test_kind_and_unusable_records(sample_build, tmp_path):
-    with pytest.raises(BuildError, match="mixer train sft"):
+    with pytest.raises(BuildError, match="build 'sample' is a sft build, not a preference build; train it with `mixer train sft`"):
         open_build(sample_build, kind="preference")
     bad = sft_frame_from([[{"role": "user", "content": "hi"}]], "broken")
     write_build(bad, tmp_path / "bad")
@@ -121,3 +123,59 @@ def test_cli_errors_before_training(sample_build, tmp_path):
     assert r.exit_code == 2 and "effective_batch_size=128 is not divisible" in r.output
     r = runner.invoke(app, ["train", "sft", "--build", str(sample_build), "--model", "x", "-c", "tulu2-qlora"])
     assert r.exit_code == 2 and "CUDA GPU" in r.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("[1, 2]", "is a JSON list"), ("{not json", "not a readable JSON manifest"), (None, "found a folder")],
+)
+def test_a_malformed_manifest_is_one_line(sample_build, tmp_path, content, message):
+    bad = tmp_path / "bad"
+    shutil.copytree(sample_build, bad)
+    mf = bad / "manifest.json"
+    if content is None:
+        mf.unlink()
+        mf.mkdir()
+    else:
+        mf.write_text(content)
+    r = runner.invoke(app, ["train", "sft", "--build", str(bad), "--model", "x"])
+    assert r.exit_code == 2 and message in r.output and str(mf) in r.output.replace("\n", ""), r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_missing_model_is_one_line_and_leaves_no_run_folder(sample_build, tmp_path):
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "sft", "--build", str(sample_build), "--model", str(tmp_path / "no-model"), "-o", str(out)])
+    assert r.exit_code == 2 and "no such folder" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not out.exists()
+    (tmp_path / "empty-model").mkdir()
+    r = runner.invoke(app, ["train", "sft", "--build", str(sample_build), "--model", str(tmp_path / "empty-model"), "-o", str(out)])
+    assert r.exit_code == 2 and "no config.json" in r.output and not out.exists()
+
+
+def test_a_failed_attempt_never_blocks_the_next(sample_build, tmp_path):
+    b = open_build(sample_build, kind="sft")
+    cfg = load_config("tulu2-sft")
+    out = tmp_path / "run"
+    run = prepare_run(out, b, cfg, "m", None, resume=False, config_given=False)
+    with pytest.raises(RunError, match="already holds a run"):  # its process (this one) still runs
+        prepare_run(out, b, cfg, "m", None, resume=False, config_given=False)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run.info["pid"] = dead.pid  # killed (-9) before its first checkpoint: status stays "running"
+    run.save()
+    (out / "metrics.jsonl").write_text("{}\n")
+    prepare_run(out, b, cfg, "m", None, resume=False, config_given=False)
+    assert not (out / "metrics.jsonl").exists()
+    mark_failed(out, RuntimeError("out of memory"))
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    prepare_run(out, b, cfg, "m", None, resume=False, config_given=False)
+    (out / "notes.txt").write_text("mine")  # anything not written by a run keeps the folder
+    with pytest.raises(RunError, match="already holds a run"):
+        prepare_run(out, b, cfg, "m", None, resume=False, config_given=False)
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    (out / "checkpoint-4").mkdir()  # progress worth resuming is never removed
+    with pytest.raises(RunError, match="--resume"):
+        prepare_run(out, b, cfg, "m", None, resume=False, config_given=False)
+    assert (out / "checkpoint-4").is_dir()

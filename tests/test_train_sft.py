@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,22 +22,23 @@ runner = CliRunner()
 pytestmark = [pytest.mark.shared_data, pytest.mark.usefixtures("one_thread")]
 
 STEPS = 24
-SETS = [
-    "dtype=fp32",
+SETS = [  # TRL names where TRL has one: they are forwarded (checked in the first test)
+    "bf16=false",
     "effective_batch_size=8",
-    "per_device_batch_size=4",
+    "per_device_train_batch_size=4",
     "learning_rate=1e-3",
     "warmup_ratio=0",
     "max_length=256",
     "gradient_checkpointing=false",
     "save_steps=8",
+    "packing=false",  # padded batches; packing by default: test_packing_by_default_...
 ]
 
 
-def sft_args(build, model, out, *extra: str) -> list[str]:
+def sft_args(build, model, out, *extra: str, sets=SETS) -> list[str]:
     args = ["train", "sft", "--build", str(build), "--model", str(model), "-o", str(out), "--deepspeed", "none"]
     args += ["--max-steps", str(STEPS)]
-    for s in SETS:
+    for s in sets:
         args += ["--set", s]
     return args + list(extra)
 
@@ -55,7 +57,66 @@ def full_run(sample_build, model, work):
     out = work / "full"
     r = runner.invoke(app, sft_args(sample_build, model, out))
     assert r.exit_code == 0, r.output
+    (work / "full-console.txt").write_text(r.output)
     return out
+
+
+def test_trl_names_reach_the_trainer(full_run):
+    args = json.loads((full_run / "training_args.json").read_text())
+    assert (args["bf16"], args["per_device_train_batch_size"], args["gradient_accumulation_steps"]) == (False, 4, 2)
+    assert (args["packing"], args["max_length"], args["learning_rate"]) == (False, 256, 1e-3)
+
+
+def test_console_shows_progress_and_a_summary(full_run, work):
+    console = (work / "full-console.txt").read_text()
+    lines = re.findall(rf"step (\d+)/{STEPS}  loss \d+\.\d{{4}}  lr \d\.\d\de[-+]\d\d  \d+ tok/s  eta \d+:\d\d:\d\d\n", console)
+    assert lines == [str(s) for s in range(1, STEPS + 1)], console
+    assert "padding: packing turned off in the config" in console
+    summary = json.loads((full_run / "run.json").read_text())["summary"]
+    assert summary["steps"] == STEPS and summary["tokens"] > 0 and summary["peak_rss_gib"] > 0
+    assert 0 < summary["padding_waste"] < 1  # padded batches of conversations of different lengths
+    for label in ("training summary", "tokens trained", "wall time", "padding waste", "peak memory"):
+        assert label in console
+
+
+def test_model_card_names_the_build(full_run, sample_build, model):
+    import hashlib
+
+    manifest_bytes = (sample_build / "manifest.json").read_bytes()
+    manifest = json.loads(manifest_bytes)
+    card = (full_run / "README.md").read_text()
+    assert (full_run / "final" / "README.md").read_text() == card  # replaces TRL's generic card
+    assert f"base_model: {model}" in card and f"on the mixer build `{manifest['name']}`" in card
+    assert manifest["spec_hash"] in card
+    assert f"sha256:{hashlib.sha256(manifest_bytes).hexdigest()}" in card
+    assert manifest["files"]["mixture.parquet"]["sha256"] in card
+    assert f"`{sample_build / 'README.md'}`" in card  # where the dataset card lives
+    for name, src in manifest["sources"].items():
+        assert f"| {name} | {src['format']} | {src['read']} | {src['kept']} |" in card
+    assert "learning_rate: 0.001" in card and "max_length: 256" in card
+    assert "<|assistant|>" in card and "{% generation %}" in card  # the chat template
+    final_loss = json.loads((full_run / "run.json").read_text())["summary"]["final_loss"]
+    assert f"| final_loss | {final_loss} |" in card
+
+
+def test_second_run_hits_the_tokenized_cache(full_run, sample_build, model, work):
+    first = json.loads((full_run / "run.json").read_text())["tokenized_cache"]
+    assert first["hit"] is False and first["rows"] == 59
+
+    def again(name, *extra):
+        out = work / name
+        r = runner.invoke(app, sft_args(sample_build, model, out, "--max-steps", "1", *extra))
+        assert r.exit_code == 0, r.output
+        return json.loads((out / "run.json").read_text())["tokenized_cache"], r.output
+
+    second, console = again("again")
+    assert second["hit"] is True and second["key"] == first["key"] and second["rows"] == 59
+    assert "tokenized cache: hit" in console
+    assert second["seconds"] < first["seconds"]
+    chatml, _ = again("chatml", "--template", "chatml")
+    shorter, _ = again("shorter", "--set", "max_length=128")
+    assert chatml["hit"] is False and shorter["hit"] is False
+    assert len({first["key"], chatml["key"], shorter["key"]}) == 3
 
 
 def test_loss_decreases_and_run_folder_is_complete(full_run, sample_build, model):
@@ -111,6 +172,7 @@ def test_killed_run_resumes_at_the_right_step(full_run, sample_build, model, wor
     r = runner.invoke(app, ["train", "sft", "-o", str(out), "--resume"])  # build/model from run.json
     assert r.exit_code == 0, r.output
     info = json.loads((out / "run.json").read_text())
+    assert info["tokenized_cache"]["hit"]  # prepared by the full run; equal losses below
     resumed = int(info["resumed_from"].rsplit("-", 1)[1])
     assert resumed >= 8 and resumed % 8 == 0 and info["global_step"] == STEPS
     records = metrics(out)
@@ -123,17 +185,21 @@ def test_killed_run_resumes_at_the_right_step(full_run, sample_build, model, wor
         assert r["loss"] == pytest.approx(reference[r["step"]], rel=1e-4), (r["step"], r["loss"], reference[r["step"]])
 
 
-def test_packing_runs_and_isolates_sequences(sample_build, model, work):
-    """bfd packing trains; and with sdpa/eager the packed forward equals separate forwards
-    (transformers builds a block-diagonal mask from the reset position ids)."""
+def test_packing_by_default_runs_and_isolates_sequences(sample_build, model, work):
+    """Without a packing key, sdpa gets padding-free bfd packing (and says why); and with
+    sdpa/eager the packed forward equals separate forwards (transformers builds a
+    block-diagonal mask from the reset position ids)."""
     import torch
     from transformers import AutoModelForCausalLM
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     out = work / "packed"
-    r = runner.invoke(app, sft_args(sample_build, model, out, "--packing", "--max-steps", "3"))
+    r = runner.invoke(app, sft_args(sample_build, model, out, "--max-steps", "3", sets=[s for s in SETS if s != "packing=false"]))
     assert r.exit_code == 0, r.output
     assert sorted(losses(out)) == [1, 2, 3]
+    assert "packing (bfd, padding-free): attention 'sdpa' keeps packed sequences apart" in " ".join(r.output.split())
+    info = json.loads((out / "run.json").read_text())
+    assert info["packing"]["enabled"] and info["summary"]["padding_waste"] == 0
 
     a, b = list(range(100, 117)), list(range(300, 311))
     collate = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from mixer.tokenizers import load_tokenizer
-from train.template import TemplateError, apply_template, encode
-from train.testing import (
+from mixer_train.template import TemplateError, apply_template, encode
+from mixer_train.testing import (
     alpaca_messages,
     lima_messages,
     sft_frame_from,

@@ -22,18 +22,28 @@ from helpers import write_jsonl, write_spec
 from mixer.cli import app
 from mixer.pipeline import build
 from mixer.spec import SpecError, load_spec
-from mixer.steps.keyword import TULU_KEYWORDS
+from mixer.steps.keyword import TULU3_KEYWORDS, TULU_KEYWORDS
 
 T0 = Path("train/self_instruct/data/finetuning/t0_train_50k/data_per_template")
 XLSX = Path(__file__).parent / "data" / "hard_coded_examples_sample.xlsx"
 V2_SUBMIX = {"flan_fsopt": 10000, "flan_fsnoopt": 10000, "t0_fsopt": 8000, "t0_fsnoopt": 8000, "niv2_fsopt": 11500, "cot_fsopt": 2500}
+FULL_FLAN = re.compile(r"  # --- full-collection FLAN draw.*?\n(.*?)  # --- end of the full-collection FLAN draw", re.S)
+
+
+def full_collection_flan(repo: Path) -> dict:
+    """v2.yaml's commented-out alternative FLAN block, uncommented."""
+    block = FULL_FLAN.search((repo / "mixtures" / "v2.yaml").read_text())
+    assert block, "v2.yaml lost its full-collection FLAN block"
+    return yaml.safe_load("\n".join(line.removeprefix("  # ") for line in block.group(1).splitlines()))["flan_v2"]
 
 
 def test_v2_spec_holds_the_reference_counts(repo: Path) -> None:
     spec = load_spec(repo / "mixtures" / "v2.yaml")
     src = spec.sources
     assert list(src) == ["flan_v2", "flan_cot", "oasst1", "sharegpt", "gpt4_alpaca", "code_alpaca", "lima", "wizardlm", "open_orca", "science", "hardcoded"]
-    assert src["flan_v2"].sample.by == "submix" and src["flan_v2"].sample.n == V2_SUBMIX and sum(V2_SUBMIX.values()) == 50000
+    # FLAN: the reference's pre-drawn 50,000 by default, read whole
+    assert src["flan_v2"].load.data_files == "flan_v2_resampled_50k.jsonl" and src["flan_v2"].sample is None
+    assert src["flan_v2"].load.hub == "hamishivi/tulu_mix_store" and src["flan_v2"].load.revision
     assert src["flan_cot"].sample.n == {"cot_zsopt": 25000, "cot_fsopt": 25000}
     assert (src["gpt4_alpaca"].sample.n, src["wizardlm"].sample.n, src["open_orca"].sample.n) == (20000, 30000, 30000)
     assert src["hardcoded"].sample.repeat == 10
@@ -57,7 +67,7 @@ def test_source_dir_lists_every_missing_raw_file(repo: Path, tmp_path: Path) -> 
     with pytest.raises(SpecError) as e:
         load_spec(repo / "mixtures" / "v2.yaml", source_dir=tmp_path)
     lines = e.value.problems
-    assert len(lines) == 18  # every data file of every source (6 FLAN shards, 2 CoT, 2 ShareGPT, 8 more), one line each
+    assert len(lines) == 13  # every data file of every source (2 CoT, 2 ShareGPT, 9 more), one line each
     assert any(re.match(rf".*v2\.yaml:\d+: sources\.oasst1\.load\.data_files: missing raw file {tmp_path}/OpenAssistant/oasst1/2023-04-12_oasst_ready\.trees\.jsonl\.gz \(fetch: huggingface-cli download --repo-type dataset OpenAssistant/oasst1 ", x) for x in lines)
     assert any(f"{tmp_path}/raw.githubusercontent.com/sahil280114/codealpaca/" in x and "wget -x" in x for x in lines)
     r = CliRunner().invoke(app, ["validate", str(repo / "mixtures" / "v2.yaml"), "--source-dir", str(tmp_path)])
@@ -82,11 +92,16 @@ def make_mirror(d: Path, root: Path) -> dict[str, int]:
     t0 = sorted((d / T0).glob("*.jsonl"))
     big = [f for f in t0 if len(f.read_text().splitlines()) >= 150]
     rows = {}
+    predrawn = []
     for sub, f in zip(V2_SUBMIX, big, strict=False):
         recs = [{"inputs": r["prompt"], "targets": r["completion"], "_task_name": f.stem} for r in _jsonl(f)]
-        pl.DataFrame(recs).write_parquet(_put(root / "Open-Orca/FLAN" / f"{sub}_data/part.0.parquet"))
-        rows["flan_v2"] = rows.get("flan_v2", 0) + len(recs)
+        for k in range(2):  # two shards per submix: the full-collection draw reads them all
+            pl.DataFrame(recs[k::2]).write_parquet(_put(root / "Open-Orca/FLAN" / f"{sub}_data/part.{k}.parquet"))
+        rows[sub] = len(recs)
+        predrawn += recs[:20]
     store = root / "hamishivi/tulu_mix_store"
+    write_jsonl(_put(store / "flan_v2_resampled_50k.jsonl"), predrawn)
+    rows["flan_v2"] = len(predrawn)
     for sub, f in zip(("cot_zsopt", "cot_fsopt"), big[6:8], strict=True):
         write_jsonl(_put(store / f"{sub}.jsonl"), [{"inputs": r["prompt"], "targets": r["completion"]} for r in _jsonl(f)])
     with gzip.open(_put(root / "OpenAssistant/oasst1/2023-04-12_oasst_ready.trees.jsonl.gz"), "wb") as g:
@@ -114,7 +129,7 @@ def make_mirror(d: Path, root: Path) -> dict[str, int]:
     return rows
 
 
-MINI = {"flan_v2": dict.fromkeys(V2_SUBMIX, 30) | {"cot_fsopt": 10}, "flan_cot": {"cot_zsopt": 40, "cot_fsopt": 40}, "gpt4_alpaca": 300, "wizardlm": 120, "open_orca": 60}
+MINI = {"flan_cot": {"cot_zsopt": 40, "cot_fsopt": 40}, "gpt4_alpaca": 300, "wizardlm": 120, "open_orca": 60}
 
 
 def mini_spec(repo: Path, tmp: Path, tokenizer: str, with_mix: bool = True) -> Path:
@@ -130,7 +145,7 @@ def mini_spec(repo: Path, tmp: Path, tokenizer: str, with_mix: bool = True) -> P
 
 def test_mini_v2_from_a_local_mirror(repo: Path, shared_data: Path, shared_tokenizers: Path, tmp_path: Path) -> None:
     mirror = tmp_path / "raw"
-    make_mirror(shared_data, mirror)
+    written = make_mirror(shared_data, mirror)
     tok = str(shared_tokenizers / "llama2" / "tokenizer.model")
     res = build(load_spec(mini_spec(repo, tmp_path, tok), source_dir=mirror), tmp_path / "out")
     pre = build(load_spec(mini_spec(repo, tmp_path, tok, with_mix=False), source_dir=mirror), tmp_path / "pre").mixture
@@ -139,13 +154,11 @@ def test_mini_v2_from_a_local_mirror(repo: Path, shared_data: Path, shared_token
     # Per-source counts before the keyword filter: exact draws, and what the raw files give in full.
     before = pre.group_by("source").len()
     before = dict(before.iter_rows())
-    assert before["flan_v2"] == 5 * 30 + 10 and before["flan_cot"] == 80
+    assert before["flan_v2"] == written["flan_v2"] == 120 and before["flan_cot"] == 80
     assert (before["gpt4_alpaca"], before["wizardlm"], before["open_orca"]) == (300, 120, 60)
     assert before["hardcoded"] == 140 and before["oasst1"] == 61 and before["science"] == 150
     assert before["lima"] == 1029 and before["sharegpt"] == 499  # one conversation has a bing turn
     assert before["code_alpaca"] == man["sources"]["code_alpaca"]["after_source_steps"] > 2000
-    submix = pre.filter(pl.col("source") == "flan_v2").select(pl.col("meta").str.json_path_match("$.submix"))["meta"]
-    assert dict(submix.value_counts().iter_rows()) == MINI["flan_v2"]
     assert res.removed.filter(pl.col("id") == "sharegpt:10")["reason"].to_list() == ["dropped_speaker"]
 
     # Keyword filter: exactly the records an independent substring check flags, hardcoded exempt.
@@ -183,6 +196,27 @@ def test_mini_v2_from_a_local_mirror(repo: Path, shared_data: Path, shared_token
         assert all(man["sources"][s]["tokens"]["total"] > 0 for s in man["sources"])
 
 
+def test_full_collection_flan_alternative(repo: Path, shared_data: Path, tmp_path: Path) -> None:
+    """The commented-out FLAN block validates and, from a mirror with two shards per submix,
+    draws exact per-submix counts from all shards."""
+    mirror = tmp_path / "raw"
+    written = make_mirror(shared_data, mirror)
+    block = full_collection_flan(repo)
+    assert block["sample"]["n"] == V2_SUBMIX and sum(V2_SUBMIX.values()) == 50000
+    spec = yaml.safe_load((repo / "mixtures" / "v2.yaml").read_text())
+    spec["sources"]["flan_v2"] = block
+    r = CliRunner().invoke(app, ["validate", str(write_spec(tmp_path, spec, "v2_full.yaml"))])
+    assert r.exit_code == 0, r.output
+    small = dict.fromkeys(V2_SUBMIX, 30) | {"cot_fsopt": 10}
+    block["sample"]["n"] = small
+    only = {"name": "flan_full", "seed": 42, "sources": {"flan_v2": block}}
+    res = build(load_spec(write_spec(tmp_path, only, "flan_full.yaml"), source_dir=mirror), tmp_path / "out")
+    meta = res.mixture.select(pl.col("meta").str.json_path_match("$.submix").alias("submix"))
+    assert dict(meta["submix"].value_counts().iter_rows()) == small
+    files = res.manifest["sources"]["flan_v2"]["inputs"]
+    assert len(files) == 12 and all(written[s] >= 60 for s in V2_SUBMIX)  # every shard was read
+
+
 def test_keyword_presets_on_real_model_outputs(shared_data: Path, tmp_path: Path) -> None:
     outs = json.loads((shared_data / "train/alpaca_eval_outputs/results/tulu-2-dpo-70b/model_outputs.json").read_text())
     outs += json.loads((shared_data / "train/alpaca_eval_outputs/results/gpt4_1106_preview/model_outputs.json").read_text())
@@ -194,7 +228,7 @@ def test_keyword_presets_on_real_model_outputs(shared_data: Path, tmp_path: Path
     v2, v3 = run("tulu_v2"), run("tulu_v3")
     lower = [k.lower() for k in TULU_KEYWORDS]
     want_v2 = {f"ae:{i}" for i, r in enumerate(rows) if any(k in m["content"].lower() for m in r["messages"] for k in lower)}
-    word = re.compile(r"\b(?:" + "|".join(re.escape(k) for k in sorted(TULU_KEYWORDS, key=len, reverse=True)) + r")\b", re.I)
+    word = re.compile(r"\b(?:" + "|".join(re.escape(k) for k in sorted(TULU3_KEYWORDS, key=len, reverse=True)) + r")\b", re.I)
     want_v3 = {f"ae:{i}" for i, r in enumerate(rows) if word.search(r["messages"][1]["content"])}
     assert set(v2["id"]) == want_v2 and set(v3["id"]) == want_v3
     # Mentions in the question only: tulu_v2 drops them, tulu_v3 (assistant turns) keeps them.

@@ -1,4 +1,5 @@
-"""Fixtures the training tests share: one torch thread, the sample build, a tiny Llama.
+"""Fixtures the training tests share: one torch thread, the sample build, a tiny Llama, a
+tokenized cache per module.
 
 Loaded as a plugin by ``conftest.py``; a module opts into the single thread with
 ``pytestmark = pytest.mark.usefixtures("one_thread")``, and a module's own ``work`` wins.
@@ -6,11 +7,13 @@ Loaded as a plugin by ``conftest.py``; a module opts into the single thread with
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from train.testing import tiny_llama
+from mixer_train.testing import tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +25,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def token_cache_dir(tmp_path_factory):
+    """Each test module gets its own tokenized cache (never the user's ~/.cache)."""
+    before = os.environ.get("MIXER_CACHE")
+    os.environ["MIXER_CACHE"] = str(tmp_path_factory.mktemp("mixer-cache"))
+    yield os.environ["MIXER_CACHE"]
+    if before is None:
+        os.environ.pop("MIXER_CACHE", None)
+    else:
+        os.environ["MIXER_CACHE"] = before
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,17 @@
 """mixer: declarative, reproducible instruction-tuning mixtures.
 
-``mixer.open(build_dir)`` and ``mixer.build(spec)`` are the notebook entry points; they
-load lazily so that ``import mixer`` stays fast.
+``mixer.open(build_dir)``, ``mixer.build(spec)``, ``mixer.validate(spec)``,
+``mixer.contamination(build)``, ``mixer.dedup_report(build)`` and ``mixer.push(build, repo)``
+mirror the CLI; they load lazily so that ``import mixer`` stays fast.
 """
 
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("open", "build", "Mixture")
+_API = ("open", "build", "validate", "contamination", "dedup_report", "push", "Mixture")
 
 
 def __getattr__(name: str) -> Any:
@@ -21,3 +24,16 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_API])
+
+
+class _Package(types.ModuleType):
+    """``mixer.validate`` stays the API function after the record-validation submodule
+    ``mixer.validate`` is imported (importing a submodule would otherwise rebind it)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _API and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

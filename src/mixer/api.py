@@ -73,6 +73,12 @@ class Mixture:
     def __len__(self) -> int:
         return int(self.manifest.get("records", 0))
 
+    def with_meta(self) -> pl.DataFrame:
+        """The records with ``meta`` decoded from its JSON text into a struct column."""
+        from mixer.meta import decode
+
+        return decode(self.frame)
+
     def removed(self, reason: str | list[str] | None = None, source: str | None = None, step: str | None = None) -> pl.DataFrame:
         """The ledger (every removed record with step, reason, detail), optionally filtered."""
         r = self.build_dir.removed
@@ -94,7 +100,9 @@ class Mixture:
     def why(self, record_id: str) -> pl.DataFrame:
         """Where a record went: kept (and where) or removed by which step, and why."""
         facts = self.build_dir.why(record_id)
-        cols = {"id": pl.Utf8, "status": pl.Utf8, "source": pl.Utf8, "step": pl.Utf8, "reason": pl.Utf8, "detail": pl.Utf8, "position": pl.Int64}
+        cols = {"id": pl.Utf8, "status": pl.Utf8, "source": pl.Utf8, "step": pl.Utf8, "reason": pl.Utf8, "detail": pl.Utf8, "position": pl.Int64,
+                "text": pl.Utf8, "counterpart_id": pl.Utf8, "counterpart_text": pl.Utf8, "similarity": pl.Utf8,
+                "benchmark": pl.Utf8, "instance_id": pl.Utf8, "instance_text": pl.Utf8, "coverage": pl.Float64}
         return pl.DataFrame([{k: f.get(k) for k in cols} for f in facts], schema=cols)
 
     # ------------------------------------------------------------------ numbers and pictures
@@ -192,16 +200,68 @@ def open(path: str | Path, progress: bool = True) -> Mixture:  # noqa: A001 - mi
     return Mixture(path, progress)
 
 
-def build(spec: str | Path | Any, output: str | Path | None = None, source_dir: str | Path | None = None,
-          progress: bool = True, jsonl: bool | None = None) -> Mixture:
-    """Build a spec (a path or a loaded ``Spec``) and open the result; progress shows as a
-    table of bars in Jupyter, rich bars in a terminal."""
-    from mixer.pipeline import build as run_build
-    from mixer.spec import Spec, load_spec
+def _spec(spec: str | Path | dict | Any, source_dir: str | Path | None = None, check_files: bool = True) -> Any:
+    """A ``Spec`` from a path, a dict (relative paths resolve against ``source_dir`` or the
+    working directory) or a ``Spec``."""
+    import yaml
 
-    s = spec if isinstance(spec, Spec) else load_spec(spec, source_dir)
-    res = run_build(s, output, auto_reporter() if progress else NullReporter(), jsonl)
+    from mixer.spec import Spec, load_spec, parse_spec
+
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, dict):
+        root = Path(source_dir) if source_dir is not None else Path.cwd()
+        return parse_spec(yaml.safe_dump(spec, sort_keys=False), "<dict spec>", root, check_files)
+    return load_spec(spec, source_dir, check_files)
+
+
+def build(spec: str | Path | dict | Any, output: str | Path | None = None, source_dir: str | Path | None = None,
+          progress: bool = True, jsonl: bool | None = None, force: bool = False) -> Mixture:
+    """Build a spec (a path, a dict or a loaded ``Spec``) and open the result; progress
+    shows as a table of bars in Jupyter, rich bars in a terminal. ``output`` is replaced
+    only when it is an earlier build or empty; ``force`` writes into a folder holding other
+    files, replacing same-named files and removing nothing."""
+    from mixer.pipeline import build as run_build
+
+    res = run_build(_spec(spec, source_dir), output, auto_reporter() if progress else NullReporter(), jsonl, force=force)
     return Mixture(res.output, progress)
 
 
-__all__ = ["Mixture", "open", "build", "render_records", "counting_progress"]
+def validate(spec: str | Path | dict | Any, source_dir: str | Path | None = None, check_files: bool = True) -> Any:
+    """Check a spec like ``mixer validate``: returns the ``Spec``; raises ``SpecError``
+    (keys, types, files) or ``ValueError`` (eval sets, splits, eval_dir, tokenizer and
+    model paths), each problem on its own line."""
+    from mixer.spec_checks import check
+
+    s = _spec(spec, source_dir, check_files)
+    problems = check(s, files=check_files)
+    if problems:
+        raise ValueError("\n".join(problems))
+    return s
+
+
+def contamination(build: str | Path) -> dict[str, Any]:
+    """A build's contamination report (``contamination.json``): benchmarks, the source x
+    benchmark matrix, matches; ``report["matches_frame"]`` holds the matches when saved."""
+    from mixer.decontam.report import read
+
+    report, matches = read(Path(build))
+    return {**report, "matches_frame": matches}
+
+
+def dedup_report(build: str | Path, top: int = 5, examples: int = 3) -> dict[str, Any]:
+    """Per dedup step of a build: cluster sizes, the largest clusters, cross-source overlap."""
+    from mixer.dedup.report import build_report
+
+    return build_report(Path(build), top, examples)
+
+
+def push(build: str | Path, repo_id: str, private: bool = False, revision: str | None = None, token: str | None = None) -> str:
+    """Publish a build as a Hugging Face dataset repo (card, mixture, ledger, manifest);
+    returns its URL."""
+    from mixer.hub import push as run_push
+
+    return run_push(build, repo_id, private, revision, token)
+
+
+__all__ = ["Mixture", "open", "build", "validate", "contamination", "dedup_report", "push", "render_records", "counting_progress"]

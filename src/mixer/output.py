@@ -18,6 +18,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mixer.arrow_out import to_table
+
 ROW_GROUP = 50_000
 SHARD_ROWS = 2_000_000
 _SHARD = re.compile(r"^mixture(?:-\d{5}-of-\d{5})?\.parquet$")
@@ -32,7 +34,7 @@ class ShardWriter:
             raise ValueError("shard_rows must be a multiple of row_group")
         self.folder, self.stem = Path(folder), stem
         self.shard_rows, self.row_group = shard_rows, row_group
-        self.schema = empty.to_arrow().schema
+        self.schema = to_table(empty).schema  # string / list, as ordinary datasets have
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._writer: pq.ParquetWriter | None = None

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import os
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -23,11 +20,14 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from mixer import __version__, output
+from mixer import __version__, output, publish
+from mixer.arrow_out import write_frame
+from mixer.card import CARD_FILE, card
 from mixer.io import sha256_file
-from mixer.output import ShardWriter, read_mixture, write_all
+from mixer.output import ShardWriter, read_mixture
 from mixer.progress import NullReporter
 from mixer.records import empty_records, empty_removed
+from mixer.removed_content import conform_removed
 from mixer.spec import SourceSpec, Spec, StepSpec
 from mixer.stages import LedgerError
 from mixer.steps.base import StepContext, StepResult
@@ -131,26 +131,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _tmp_dir(output: Path) -> Path:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.tmp-{os.getpid()}-{time.time_ns()}"
-    tmp.mkdir()
-    return tmp
+def _kind(spec: Spec) -> str:
+    return spec.kind if spec.kind != "mixed" else "sft"
 
 
-def _publish(tmp: Path, output: Path) -> None:
-    """Swap the finished temp folder into place; an old build is replaced only now."""
-    old = None
-    if output.exists():
-        old = output.parent / f".{output.name}.old-{os.getpid()}-{time.time_ns()}"
-        output.rename(old)
-    tmp.rename(output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None, engine: Any = None) -> BuildResult:
+def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, jsonl: bool | None = None, engine: Any = None,
+          force: bool = False) -> BuildResult:
     """Build ``spec`` into ``output`` (default: the spec's output folder).
+
+    ``output`` is replaced only when it is an earlier build or empty; ``force`` adds the
+    build's files to a folder holding other files, removing none of them (mixer.publish).
 
     ``engine`` runs the stages: None or "local" (this process), "ray", or an engine object
     from ``mixer.engines.make_engine`` (left open for the caller to reuse and close)."""
@@ -158,18 +148,18 @@ def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, js
 
     eng = make_engine(engine or "local") if engine is None or isinstance(engine, str) else engine
     try:
-        return _build(spec, output, reporter, jsonl, eng)
+        return _build(spec, output, reporter, jsonl, eng, force)
     finally:
         if eng is not engine:
             eng.close()
 
 
-def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | None, eng: Any) -> BuildResult:
+def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | None, eng: Any, force: bool) -> BuildResult:
     out = Path(output) if output is not None else spec.output
     rep = reporter or NullReporter()
     ledger = Ledger()
     order = list(spec.sources)
-    tmp = _tmp_dir(out)
+    tmp = publish.prepare(out, force)
     t_start = time.perf_counter()
     try:
         eng.begin(tmp)
@@ -194,23 +184,23 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
                 before = eng.counts(mix)
                 res = eng.run_step(step, mix, ctx)
                 ledger.record("mix", step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
+                removed.append(res.removed)  # the engines attach the removed records' text
                 mix = res.kept
-                removed.append(res.removed)
             written = write_records(eng, mix, tmp, spec.jsonl if jsonl is None else jsonl)
-            shutil.rmtree(tmp / "spill", ignore_errors=True)
+            publish.discard(tmp / "spill")
             if spec.mix:
                 rep.finish("mix", f"{written.rows:,} records")
             stats_files = _stats(spec, tmp, written, sources_info, rep)
-        removed_all = pl.concat(removed) if removed else empty_removed()
-        write_all([removed_all], tmp, "removed", empty_removed(), shard_rows=None)
+        removed_all = conform_removed(pl.concat(removed, how="diagonal_relaxed") if removed else empty_removed(), _kind(spec))
+        write_frame(removed_all, tmp / "removed.parquet")
         files = [*written.files, "removed.parquet", *stats_files]
         manifest = _manifest(spec, written, removed_all, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
         if eng.name != "local":
             manifest["engine"] = getattr(eng, "describe", lambda: eng.name)()
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        _publish(tmp, out)
+        (tmp / CARD_FILE).write_text(card(manifest))  # README.md: the build as a Hugging Face dataset
+        publish.publish(tmp, out, manifest, force)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        publish.discard(tmp)
         raise
     return BuildResult(out, removed_all, manifest)
 
@@ -285,7 +275,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     }
     if sample_info is not None:
         info["sample"] = sample_info
-    return frame, pl.concat(removed), info
+    return frame, pl.concat(removed, how="diagonal_relaxed"), info
 
 
 def _manifest(spec: Spec, mix: Written, removed: pl.DataFrame, sources: dict[str, Any], ledger: Ledger, tmp: Path, files: list[str], seconds: float) -> dict[str, Any]:
@@ -300,7 +290,7 @@ def _manifest(spec: Spec, mix: Written, removed: pl.DataFrame, sources: dict[str
         "complete": True,
         "format_version": FORMAT_VERSION,
         "name": spec.name,
-        "kind": spec.kind if spec.kind != "mixed" else "sft",
+        "kind": _kind(spec),
         "spec_hash": spec.hash,
         "spec_path": str(spec.path) if spec.path else None,
         "spec": spec.raw,

@@ -75,7 +75,8 @@ def missing_mirror_files(load: LoadConfig, source_dir: Path) -> list[str]:
             how = f"wget -x -P {source_dir} {pattern}"
         else:
             rev = f" --revision {load.revision}" if load.revision else ""
-            how = f"huggingface-cli download --repo-type dataset {load.hub} {pattern}{rev} --local-dir {source_dir / str(load.hub)}"
+            what = f"--include '{pattern}'" if glob.has_magic(pattern) else pattern
+            how = f"huggingface-cli download --repo-type dataset {load.hub} {what}{rev} --local-dir {source_dir / str(load.hub)}"
         out.append(f"missing raw file {path} (fetch: {how})")
     return out
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import types
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -21,6 +24,9 @@ from mixer.formats.base import FormatConfig, get_format
 from mixer.steps.base import StepConfig, get_step
 
 Loc = tuple[Any, ...]
+MAX_REPEAT = 1000  # sample: {repeat: k}; more is a typo, and would exhaust memory
+MAX_DEPTH = 64  # nesting of YAML mappings/lists; a spec needs about 8
+MAX_NODES = 200_000  # YAML nodes after expanding aliases (billion laughs); a spec has ~1,000
 
 
 class SpecError(Exception):
@@ -105,6 +111,8 @@ class SampleConfig(_Model):
             raise ValueError("'fraction' must be in (0, 1]; use 'repeat' to upsample")
         if self.repeat is not None and self.repeat < 1:
             raise ValueError("'repeat' must be >= 1")
+        if self.repeat is not None and self.repeat > MAX_REPEAT:
+            raise ValueError(f"'repeat' must be <= {MAX_REPEAT} (every record {MAX_REPEAT} times), got {self.repeat}")
         return self
 
 
@@ -125,6 +133,14 @@ class _SpecRaw(_Model):
     description: str | None = None
     sources: dict[str, Any]
     mix: list[Any] = []
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        """The default output is ``build/<name>``: a path in the name would leave ``build/``."""
+        if not v.strip() or v in (".", "..") or any(c in v for c in "/\\\0") or v != v.strip():
+            raise ValueError(f"name {v!r} must be a plain folder name: not empty, not '.' or '..', no '/', '\\' or surrounding spaces")
+        return v
 
     @field_validator("sources")
     @classmethod
@@ -185,13 +201,75 @@ class Spec:
 # ------------------------------------------------------------------------ YAML with lines
 
 
+def _check_events(text: str, file: str) -> None:
+    """Refuse, before building anything, YAML nested deeper than MAX_DEPTH or expanding
+    (through aliases) to more than MAX_NODES nodes: both would exhaust the stack or memory.
+    Works on the event stream, which needs neither recursion nor expansion."""
+    sizes: dict[str, int] = {}  # anchor -> expanded node count
+    stack: list[list[Any]] = [[None, 0]]  # open collections: [anchor, nodes so far]
+    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = ev.start_mark.line + 1
+        if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            stack.append([ev.anchor, 1])
+            if len(stack) - 1 > MAX_DEPTH:
+                raise SpecError([f"{file}:{line}: YAML nested more than {MAX_DEPTH} levels deep"])
+            continue
+        if isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            anchor, n = stack.pop()
+        elif isinstance(ev, yaml.ScalarEvent):
+            anchor, n = ev.anchor, 1
+        elif isinstance(ev, yaml.AliasEvent):
+            if any(open_[0] == ev.anchor for open_ in stack):
+                raise SpecError([f"{file}:{line}: YAML alias *{ev.anchor} refers to a value that contains it"])
+            anchor, n = None, sizes.get(ev.anchor, 1)
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = n
+        stack[-1][1] += n
+        if stack[-1][1] > MAX_NODES:
+            raise SpecError([f"{file}:{line}: YAML expands to more than {MAX_NODES:,} values (aliases of aliases?)"])
+
+
+def _check_keys(node: yaml.Node, file: str, loc: Loc = ()) -> None:
+    """Duplicate keys: YAML would keep the last one silently (and drop, say, a source)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else None
+            if key is not None and key in seen and k.tag != "tag:yaml.org,2002:merge":
+                raise SpecError([f"{file}:{k.start_mark.line + 1}: {_dotted(loc + (key,))}: duplicate key '{key}' (first at line {seen[key]})"])
+            if key is not None:
+                seen[key] = k.start_mark.line + 1
+            _check_keys(v, file, loc + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _check_keys(v, file, loc + (i,))
+
+
+def load_yaml(text: str, file: str = "<spec>") -> tuple[yaml.Node | None, Any]:
+    """(node tree for line numbers, data): bounded in depth and alias expansion, no
+    duplicate keys; every problem a SpecError naming ``file:line``."""
+    try:
+        _check_events(text, file)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_keys(node, file)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise SpecError([f"{file}:{line}: invalid YAML: {getattr(e, 'problem', None) or e}"]) from None
+    return node, data
+
+
 def _line_map(node: yaml.Node, loc: Loc = (), out: dict[Loc, int] | None = None) -> dict[Loc, int]:
     """Map each key path to the 1-based line where it appears."""
     out = {} if out is None else out
     out.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
-            key = k.value
+            key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
             out[loc + (key,)] = k.start_mark.line + 1
             _line_map(v, loc + (key,), out)
             out[loc + (key,)] = k.start_mark.line + 1
@@ -226,6 +304,7 @@ _TYPE_WORDS = {
 class _Problems:
     def __init__(self, file: str, lines: dict[Loc, int]):
         self.file, self.lines, self.items = file, lines, []
+        self.flagged: set[Loc] = set()  # keys whose value _check_scalars refused
 
     def line(self, loc: Loc) -> int:
         while loc and loc not in self.lines:
@@ -239,6 +318,8 @@ class _Problems:
         for e in err.errors():
             loc = base + tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("function-after",))))
             kind = e["type"]
+            if loc in self.flagged:
+                continue  # pydantic's complaint about a value it coerced from a refused one
             if kind == "extra_forbidden":
                 self.add(loc, f"unknown key '{loc[-1]}'")
             elif kind == "missing":
@@ -249,7 +330,48 @@ class _Problems:
                 self.add(loc, f"expected one of {e['ctx']['expected']}, got {e.get('input')!r}")
             else:
                 msg = e["msg"].removeprefix("Value error, ")
-                self.add(loc, msg)
+                key = re.match(r"^'(\w+)'", msg) if kind == "value_error" else None
+                given = e.get("input") if isinstance(e.get("input"), dict) else {}
+                self.add(loc + (key[1],) if key and key[1] in given else loc, msg)
+
+
+def _scalar_kinds(annotation: Any) -> set[type] | None:
+    """The scalar types a field admits, or None when it admits lists, mappings or models
+    (pydantic checks those itself)."""
+    parts = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    kinds: set[type] = set()
+    for part in parts:
+        if part is type(None):
+            continue
+        if part in (bool, int, float, str):
+            kinds.add(part)
+        elif get_origin(part) is Literal:
+            kinds |= {type(a) for a in get_args(part)}
+        else:
+            return None
+    return kinds
+
+
+def _check_scalars(model: type[BaseModel], params: Any, loc: Loc, probs: _Problems) -> None:
+    """What pydantic's lax mode would coerce, refused: ``seed: true`` is not 1, ``1`` is not
+    true, ``2.5`` and ``"5"`` are not integers. (Strict mode would also refuse YAML lists for
+    tuples.) Same wording as pydantic's own type errors, so duplicates collapse."""
+    if not isinstance(params, dict):
+        return
+    for key, value in params.items():
+        info = model.model_fields.get(key) if isinstance(key, str) else None
+        kinds = _scalar_kinds(info.annotation) if info is not None else None
+        if not kinds or value is None:
+            continue
+        ok = bool in kinds if isinstance(value, bool) else (
+            bool(kinds & {int, float}) if isinstance(value, int) else
+            float in kinds if isinstance(value, float) else
+            str in kinds if isinstance(value, str) else True)
+        if not ok:
+            want = ("expected true or false" if kinds == {bool} else "expected an integer" if int in kinds and float not in kinds
+                    else "expected a number" if float in kinds else "expected a string")
+            probs.add(loc + (key,), f"{want}, got {value!r}")
+            probs.flagged.add(loc + (key,))
 
 
 def _parse_steps(items: list[Any], base: Loc, scope: str, probs: _Problems) -> list[StepSpec]:
@@ -274,6 +396,7 @@ def _parse_steps(items: list[Any], base: Loc, scope: str, probs: _Problems) -> l
         if not isinstance(params, dict):
             probs.add(loc + (name,), "expected a mapping of step parameters")
             continue
+        _check_scalars(cls.Config, params, loc + (name,), probs)
         try:
             cfg = cls.Config.model_validate(params)
         except ValidationError as err:
@@ -297,6 +420,7 @@ def _parse_format(value: str | dict[str, Any], loc: Loc, probs: _Problems) -> Fo
     except KeyError as e:
         probs.add(loc + (("name",) if isinstance(value, dict) else ()), str(e.args[0]))
         return None
+    _check_scalars(fmt.config, params, loc, probs)
     try:
         cfg = fmt.config.model_validate(params)
     except ValidationError as err:
@@ -332,16 +456,11 @@ def normalized_hash(data: dict[str, Any]) -> str:
 
 def parse_spec(text: str, file: str = "<spec>", root: Path | None = None, check_files: bool = True, source_dir: Path | None = None) -> Spec:
     """Parse and validate a spec; raises SpecError listing every problem with its line."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise SpecError([f"{file}:{line}: invalid YAML: {getattr(e, 'problem', e)}"]) from None
+    node, data = load_yaml(text, file)
     if not isinstance(data, dict):
         raise SpecError([f"{file}:1: (top level): expected a mapping with name, sources, ..."])
     probs = _Problems(file, _line_map(node) if node is not None else {})
+    _check_scalars(_SpecRaw, data, (), probs)
     try:
         raw = _SpecRaw.model_validate(data)
     except ValidationError as err:
@@ -354,8 +473,16 @@ def parse_spec(text: str, file: str = "<spec>", root: Path | None = None, check_
         )
     root = root or (Path(file).parent if file != "<spec>" else Path.cwd())
     sources: dict[str, SourceSpec] = {}
+    normalized: dict[str, str] = {}
     for name, value in raw.sources.items():
         loc: Loc = ("sources", name)
+        nfc = unicodedata.normalize("NFC", str(name))
+        if nfc in normalized:
+            probs.add(loc, f"source name {name!r} is {normalized[nfc]!r} in another Unicode normalization (NFC/NFD): their ids would look the same; rename one")
+        normalized.setdefault(nfc, name)
+        _check_scalars(_SourceRaw, value, loc, probs)
+        if isinstance(value, dict):
+            _check_scalars(LoadConfig, value.get("load"), loc + ("load",), probs)
         try:
             src = _SourceRaw.model_validate(value)
         except ValidationError as err:
@@ -382,7 +509,7 @@ def parse_spec(text: str, file: str = "<spec>", root: Path | None = None, check_
     if len(kinds) > 1:
         probs.add(("sources",), "sources mix SFT and preference formats; build them as separate specs")
     if probs.items:
-        raise SpecError(probs.items)
+        raise SpecError(list(dict.fromkeys(probs.items)))
     output = Path(raw.output) if raw.output else Path("build") / raw.name
     return Spec(
         name=raw.name, seed=raw.seed, output=output, tokenizer=raw.tokenizer, jsonl=raw.jsonl,
@@ -396,5 +523,11 @@ def load_spec(path: str | Path, source_dir: str | Path | None = None, check_file
     p = Path(path)
     if not p.exists():
         raise SpecError([f"{p}: spec file not found"])
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SpecError([f"{p}: not UTF-8 text (byte {e.start}); a spec is a YAML file"]) from None
+    except OSError as e:
+        raise SpecError([f"{p}: cannot read the spec: {e.strerror or e}"]) from None
     root = Path(source_dir) if source_dir is not None else p.parent
-    return parse_spec(p.read_text(), str(p), root, check_files, Path(source_dir).resolve() if source_dir is not None else None)
+    return parse_spec(text, str(p), root, check_files, Path(source_dir).resolve() if source_dir is not None else None)

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from train.config import ConfigError, TrainConfig
+from mixer_train.config import ConfigError, TrainConfig
 
-log = logging.getLogger("train")
+log = logging.getLogger("mixer_train")
 
 # Attention implementations known to keep packed sequences apart: flash attention through
 # cu_seq_lens; sdpa/eager/flex through the block-diagonal mask transformers derives from
@@ -72,7 +72,7 @@ def load_tokenizer_with_template(path: str, template: str):
     import copy
 
     from mixer.tokenizers import load_tokenizer
-    from train.template import apply_template
+    from mixer_train.template import apply_template
 
     # load_tokenizer caches; training mutates the tokenizer (template, pad token), so copy it.
     tok = copy.deepcopy(load_tokenizer(path))
@@ -82,6 +82,33 @@ def load_tokenizer_with_template(path: str, template: str):
         tok.init_kwargs["legacy"] = tok.legacy
     added = apply_template(tok, template)
     return tok, added
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def check_model(name: str, what: str = "--model") -> None:
+    """Fail in one line, before any run folder exists, when ``name`` is neither a model
+    folder nor a model the hub (or its local cache) knows."""
+    from pathlib import Path
+
+    p = Path(name).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ConfigError(f"{what} {name}: is a file; give the model's folder")
+        if not any((p / f).is_file() for f in ("config.json", "adapter_config.json")):
+            raise ConfigError(f"{what} {name}: the folder has no config.json; not a saved model")
+        return
+    if _looks_like_path(name):
+        raise ConfigError(f"{what} {name}: no such folder")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{what} {name}: no such folder, and not loadable from the Hugging Face hub ({reason})") from None
 
 
 def check_quantization(cfg: TrainConfig) -> None:
@@ -148,9 +175,48 @@ def peft_config(cfg: TrainConfig, added_tokens: list[str]):
     )
 
 
-def warn_packing(cfg: TrainConfig, model) -> str | None:
-    """A warning when packed sequences may attend to each other."""
-    if not cfg.packing:
+def attention_implementation(cfg: TrainConfig, model_path: str) -> str:
+    """The attention implementation the model will load with (before loading it: ZeRO-3
+    needs the training arguments, and so the packing decision, first)."""
+    if cfg.attn_implementation:
+        return cfg.attn_implementation
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError):  # e.g. a LoRA adapter folder: no model config to read
+        return "unknown"
+    if getattr(config, "_attn_implementation", None):
+        return config._attn_implementation
+    try:
+        model_cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except KeyError:
+        return "eager"
+    return "sdpa" if getattr(model_cls, "_supports_sdpa", False) else "eager"
+
+
+def resolve_packing(cfg: TrainConfig, attn: str) -> tuple[bool, str]:
+    """``packing: auto`` -> padding-free packing where ``attn`` keeps packed sequences apart,
+    padding otherwise; returns the decision and the reason the run prints."""
+    if cfg.kind == "dpo":
+        if cfg.packing is True:
+            raise ConfigError("config key 'packing': DPO does not pack sequences; set packing: false")
+        return False, "padding: DPO trains prompt/chosen/rejected pairs unpacked"
+    if cfg.packing is False:
+        return False, "padding: packing turned off in the config"
+    isolates = attn in ISOLATING_ATTENTION and cfg.packing_strategy != "wrapped"
+    if cfg.packing is True:
+        how = "sequences kept apart" if isolates else "sequences may attend to each other"
+        return True, f"packing ({cfg.packing_strategy}, padding-free): asked for; attention {attn!r}, {how}"
+    if isolates:
+        return True, f"packing ({cfg.packing_strategy}, padding-free): attention {attn!r} keeps packed sequences apart via position ids"
+    return False, f"padding: attention {attn!r} does not keep packed sequences apart"
+
+
+def warn_packing(cfg: TrainConfig, model, packing: bool) -> str | None:
+    """A warning when packed sequences may attend to each other (checked on the loaded model)."""
+    if not packing:
         return None
     impl = getattr(model.config, "_attn_implementation", None)
     msg = None
@@ -164,14 +230,16 @@ def warn_packing(cfg: TrainConfig, model) -> str | None:
     return msg
 
 
-def training_kwargs(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
-    """Arguments shared by SFTConfig and DPOConfig."""
+def training_kwargs(cfg: TrainConfig, output_dir: str, **specific: Any) -> dict[str, Any]:
+    """Arguments for SFTConfig / DPOConfig: the shared ones, then ``specific`` to the
+    trainer, then the config's ``trl`` keys, which win."""
     import importlib.util
 
     cpu = not torch.cuda.is_available()
     report = cfg.report_to
     if report == "auto":
         report = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+    reports = [r for r in ([report] if isinstance(report, str) else report) if r != "none"]
     kw: dict[str, Any] = dict(
         output_dir=output_dir,
         per_device_train_batch_size=cfg.per_device_batch_size,
@@ -192,7 +260,7 @@ def training_kwargs(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
         fp16=cfg.dtype == "fp16",
         use_cpu=cpu,
         deepspeed=cfg.deepspeed_config(),
-        report_to=[report] if report != "none" else [],
+        report_to=reports,
         disable_tqdm=True,
         max_length=cfg.max_length,
         dataset_num_proc=cfg.dataset_num_proc,
@@ -202,7 +270,7 @@ def training_kwargs(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
     kw[ckpt] = cfg.gradient_checkpointing
     if cpu and world_size() > 1:
         kw["ddp_backend"] = "gloo"
-    return kw
+    return {**kw, **specific, **cfg.trl}
 
 
 def _training_fields() -> set[str]:

@@ -56,18 +56,21 @@ def open_build(path: str | Path, kind: str | None = None, verify_hashes: bool = 
         raise BuildError(f"{p} is the temporary folder of a build that never finished; rerun `mixer build`")
     if not p.is_dir():
         raise BuildError(f"build folder not found: {p}")
+    _check_manifest_shape(p / MANIFEST)
     try:
         manifest = BuildDir(p, verify=verify_hashes).manifest
     except IncompleteBuild as e:
         partial = sorted(p.parent.glob(f".{p.name}.tmp-*"))
         hint = f" (a half-written build sits beside it: {partial[0].name})" if partial else ""
         raise BuildError(f"{e}; refusing to train on it{hint}") from None
-    except (json.JSONDecodeError, KeyError) as e:
-        raise BuildError(f"{p}: unreadable manifest.json ({e})") from None
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+        raise BuildError(f"{p / MANIFEST}: unreadable manifest ({type(e).__name__}: {e})") from None
     files = manifest.get("files") or {}
     if MIXTURE not in files:
         raise BuildError(f"{p}/{MANIFEST}: lists no {MIXTURE}")
     for name, info in files.items():
+        if not isinstance(info, dict):
+            raise BuildError(f"{p / MANIFEST}: files.{name} is a {type(info).__name__}, not an object")
         f = p / name
         if "bytes" in info and f.stat().st_size != int(info["bytes"]):
             raise BuildError(f"{p}: {name} has {f.stat().st_size} bytes, the manifest says {info['bytes']}")
@@ -76,9 +79,29 @@ def open_build(path: str | Path, kind: str | None = None, verify_hashes: bool = 
         raise BuildError(f"{p}/{MANIFEST}: unknown kind {build.kind!r}")
     if kind is not None and build.kind != kind:
         cmd = "sft" if build.kind == "sft" else "dpo"
-        raise BuildError(f"{p} is a {build.kind} build; train it with `mixer train {cmd}`")
+        want = "an SFT" if kind == "sft" else "a preference"
+        raise BuildError(
+            f"{p}: build {build.manifest.get('name')!r} is a {build.kind} build, not {want} build; "
+            f"train it with `mixer train {cmd}`"
+        )
     _check_records(build)
     return build
+
+
+def _check_manifest_shape(mf: Path) -> None:
+    """A manifest that is a folder, not JSON, or not a JSON object is an error naming it."""
+    if mf.exists() and not mf.is_file():
+        raise BuildError(f"{mf}: expected the build's manifest file, found a {'folder' if mf.is_dir() else 'special file'}")
+    if not mf.is_file():
+        return  # BuildDir names the missing manifest
+    try:
+        data = json.loads(mf.read_bytes())
+    except (ValueError, OSError) as e:
+        raise BuildError(f"{mf}: not a readable JSON manifest ({e})") from None
+    if not isinstance(data, dict):
+        raise BuildError(f"{mf}: a manifest is a JSON object, this one is a JSON {type(data).__name__}")
+    if not isinstance(data.get("files", {}), dict):
+        raise BuildError(f"{mf}: 'files' must be an object of file name -> size and hash")
 
 
 def _check_records(build: Build) -> None:

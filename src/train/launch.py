@@ -11,12 +11,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from train.common import check_quantization, free_port
-from train.config import ConfigError, load_config
-from train.data import open_build
-from train.run import RUN_FILE, Run, last_checkpoint, prepare_run
+from mixer_train.common import (
+    check_model,
+    check_quantization,
+    free_port,
+    load_tokenizer_with_template,
+)
+from mixer_train.config import ConfigError, load_config
+from mixer_train.data import open_build
+from mixer_train.run import RUN_FILE, Run, last_checkpoint, mark_failed, prepare_run
 
-log = logging.getLogger("train")
+log = logging.getLogger("mixer_train")
 LAUNCHERS = ("auto", "torchrun", "accelerate", "none")
 
 
@@ -28,7 +33,7 @@ def _recorded(output: Path | None) -> dict[str, Any]:
 
 def launcher_command(launcher: str, nproc: int, run_dir: Path, resume_from: Path | None) -> list[str]:
     """The command that starts ``nproc`` workers."""
-    worker = ["-m", "train.worker", str(run_dir)] + (["--resume-from", str(resume_from)] if resume_from else [])
+    worker = ["-m", "mixer_train.worker", str(run_dir)] + (["--resume-from", str(resume_from)] if resume_from else [])
     port = str(free_port())
     if launcher == "accelerate":
         # --multi_gpu only picks accelerate's torch.distributed launcher; on CPU the workers run
@@ -59,6 +64,8 @@ def launch(
         raise ConfigError(f"--launcher must be one of {', '.join(LAUNCHERS)}")
     if nproc < 1:
         raise ConfigError("--nproc must be at least 1")
+    if launcher == "none" and nproc > 1:
+        raise ConfigError("--launcher none runs one process; use torchrun or accelerate for --nproc > 1")
     out = Path(output).expanduser() if output else None
     recorded = _recorded(out) if resume else {}
     if recorded and recorded.get("kind") != kind:
@@ -70,7 +77,7 @@ def launch(
         raise ConfigError("--build and --model are required (they may be omitted only with --resume)")
     config_given = config is not None or bool(overrides)
     if resume and recorded and not config_given:
-        from train.config import TrainConfig
+        from mixer_train.config import TrainConfig
 
         cfg = TrainConfig(**recorded["config"])
     else:
@@ -78,6 +85,10 @@ def launch(
     cfg.grad_accum(nproc)  # fail now, not in every rank
     check_quantization(cfg)
     b = open_build(build, kind="sft" if kind == "sft" else "preference")
+    check_model(str(model))
+    load_tokenizer_with_template(str(tokenizer or model), cfg.template)  # a template it cannot take fails here
+    if Path(str(model)).expanduser().exists():  # recorded absolute: resume and the card work from anywhere
+        model = str(Path(str(model)).expanduser().resolve())
     if out is None:
         out = Path("runs") / f"{b.manifest.get('name') or b.path.name}-{kind}"
     run = prepare_run(out, b, cfg, model, tokenizer, resume, config_given)
@@ -86,18 +97,26 @@ def launch(
         log.warning("--resume: no complete checkpoint in %s; starting from step 0", run.folder)
     run.info.update(nproc=nproc, launcher=launcher)
     run.save()
+    try:
+        _start(run, nproc, launcher, resume_from, progress)
+    except BaseException as e:
+        mark_failed(run.folder, e)
+        raise
+    return Run(run.folder, json.loads((run.folder / RUN_FILE).read_text()))
+
+
+def _start(run: Run, nproc: int, launcher: str, resume_from: Path | None, progress: bool | None) -> None:
     if nproc == 1 and launcher in ("auto", "none"):
-        from train.worker import train
+        from mixer_train.worker import train
 
         train(run.folder, str(resume_from) if resume_from else None, progress=progress)
     else:
-        if launcher == "none":
-            raise ConfigError("--launcher none runs one process; use torchrun or accelerate for --nproc > 1")
         cmd = launcher_command("torchrun" if launcher == "auto" else launcher, nproc, run.folder, resume_from)
-        env = dict(os.environ)
+        # PYTHONSAFEPATH: `python -m` would put the working directory first on sys.path, so a
+        # user's file named like one of our modules could replace it in every worker
+        env = dict(os.environ, PYTHONSAFEPATH="1")
         if progress is False:
             env["MIXER_PROGRESS"] = "0"
         rc = subprocess.run(cmd, env=env).returncode
         if rc != 0:
             raise RuntimeError(f"training failed (exit {rc}); command: {' '.join(cmd)}")
-    return Run(run.folder, json.loads((run.folder / RUN_FILE).read_text()))

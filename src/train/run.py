@@ -9,16 +9,18 @@ mixture. Resume trusts only checkpoints carrying the completion marker; a newer 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from train.callbacks import MARKER
-from train.config import TrainConfig
-from train.data import Build
+from mixer_train.callbacks import MARKER
+from mixer_train.config import TrainConfig
+from mixer_train.data import Build
 
 RUN_FILE = "run.json"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
@@ -89,11 +91,12 @@ def prepare_run(
             if diff:
                 raise RunError(f"--resume: the config differs from the recorded run in {diff}; use a new --output")
         run.info["resumed"] = [*run.info.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%S")]
-        run.info["status"] = "running"
+        run.info.update(status="running", pid=os.getpid(), host=socket.gethostname())
         run.save()
         return run
     if folder.exists() and any(folder.iterdir()):
-        raise RunError(f"{folder} already holds a run; pass --resume to continue it or choose another --output")
+        if not _clear_failed_attempt(folder):
+            raise RunError(f"{folder} already holds a run; pass --resume to continue it or choose another --output")
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(build.path / "manifest.json", folder / "build_manifest.json")
     (folder / "spec_hash").write_text(build.spec_hash + "\n")
@@ -111,10 +114,64 @@ def prepare_run(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "versions": _versions(),
             "status": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
         },
     )
     run.save()
     return run
+
+
+# What a run writes before its first checkpoint (tensorboard events go to runs/)
+_EARLY_FILES = {RUN_FILE, RUN_FILE + ".tmp", "build_manifest.json", "spec_hash", "metrics.jsonl", "runs", "README.md",
+                "training_args.json"}
+
+
+def _clear_failed_attempt(folder: Path) -> bool:
+    """Remove what an attempt that never reached a checkpoint left (it failed or was killed),
+    so it cannot block the next one. Only a folder holding nothing but those files counts;
+    anything else in it (a checkpoint, a final model, a user's file) is kept."""
+    run_file = folder / RUN_FILE
+    if not run_file.is_file():
+        return False
+    try:
+        info = json.loads(run_file.read_text())
+        status = info.get("status")
+    except (ValueError, OSError, AttributeError):
+        return False
+    names = {p.name for p in folder.iterdir()}
+    if status == "complete" or not names <= _EARLY_FILES or (status == "running" and _alive(info)):
+        return False
+    for name in names:
+        p = folder / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return True
+
+
+def _alive(info: dict[str, Any]) -> bool:
+    """Whether the process that started the run still runs (same host, pid exists)."""
+    pid = info.get("pid")
+    if not isinstance(pid, int) or info.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_failed(folder: Path, error: BaseException) -> None:
+    """Record in run.json that the attempt ended without finishing."""
+    run_file = folder / RUN_FILE
+    try:
+        run = Run(folder, json.loads(run_file.read_text()))
+    except (ValueError, OSError):
+        return
+    if run.info.get("status") != "complete":
+        run.info.update(status="failed", error=f"{type(error).__name__}: {error}".splitlines()[0][:500])
+        run.save()
 
 
 def load_run(folder: str | Path) -> Run:

@@ -29,6 +29,15 @@ TULU = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
 )
 
+# The sequence the Tulu 2 runs trained on (transformers 4.34, slow Llama tokenizer, with
+# finetune.py re-registering ``</s>``, which strips the whitespace after it): the newline
+# after every non-final ``</s>`` is gone from the input ids, and the next header starts a
+# new piece (``</s>`` ``▁<`` ``|`` ``user`` ...). Same masking as ``tulu``.
+TULU_TF434 = TULU.replace(
+    "{% if not loop.last or add_generation_prompt %}{{ '\\n' }}{% endif %}",
+    "{% if (not loop.last or add_generation_prompt) and message['role'] != 'assistant' %}{{ '\\n' }}{% endif %}",
+)
+
 # Zephyr: every turn closed by EOS; the assistant's EOS is trained.
 ZEPHYR = (
     "{{ bos_token }}"
@@ -54,7 +63,7 @@ CHATML = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-TEMPLATES = {"tulu": TULU, "zephyr": ZEPHYR, "chatml": CHATML}
+TEMPLATES = {"tulu": TULU, "tulu_tf434": TULU_TF434, "zephyr": ZEPHYR, "chatml": CHATML}
 # Tokens a template needs as single (special) tokens; added to the tokenizer when missing.
 TEMPLATE_TOKENS = {"chatml": ["<|im_start|>", "<|im_end|>"]}
 NAMES = (*TEMPLATES, "tokenizer")

@@ -1,6 +1,6 @@
-"""One training process: ``python -m train.worker RUN_DIR [--resume-from CKPT]``.
+"""One training process: ``python -m mixer_train.worker RUN_DIR [--resume-from CKPT]``.
 
-Everything it needs is in the run folder (written by ``train.launch``), so the same entry
+Everything it needs is in the run folder (written by ``mixer_train.launch``), so the same entry
 point serves a single in-process run and every rank under torchrun or accelerate.
 """
 
@@ -12,16 +12,27 @@ import logging
 import os
 from pathlib import Path
 
-from train.callbacks import CheckpointMarker, MetricsCallback, RichProgressCallback
-from train.common import (
+from rich.console import Console
+
+from mixer_train.callbacks import (
+    CheckpointMarker,
+    MetricsCallback,
+    PaddingCounter,
+    RichProgressCallback,
+)
+from mixer_train.card import write_card
+from mixer_train.common import (
+    attention_implementation,
     check_quantization,
     init_distributed,
     is_main,
     load_tokenizer_with_template,
+    resolve_packing,
     shutdown_distributed,
 )
-from train.data import Build, load_records
-from train.run import load_run
+from mixer_train.data import Build, load_records
+from mixer_train.run import load_run
+from mixer_train.token_cache import make_cache
 
 
 def _barrier() -> None:
@@ -39,7 +50,7 @@ def _quiet_other_ranks() -> None:
         transformers.logging.set_verbosity_error()
         datasets.logging.set_verbosity_error()
         datasets.disable_progress_bars()
-        logging.getLogger("train").setLevel(logging.ERROR)
+        logging.getLogger("mixer_train").setLevel(logging.ERROR)
 
 
 def train(run_dir: str | Path, resume_from: str | None = None, progress: bool | None = None) -> dict:
@@ -60,13 +71,32 @@ def train(run_dir: str | Path, resume_from: str | None = None, progress: bool | 
         metrics = MetricsCallback(run.metrics)
         if progress is None:
             progress = os.environ.get("MIXER_PROGRESS", "1") != "0"
-        callbacks = [metrics, RichProgressCallback(metrics, enabled=progress), CheckpointMarker(run.info["spec_hash"])]
+        say = Console(highlight=False).print if progress and is_main() else (lambda *a, **k: None)
+        packing, reason = resolve_packing(cfg, attention_implementation(cfg, run.info["model"]))
+        say(reason)
+        live = RichProgressCallback(metrics, enabled=progress)
+        callbacks = [metrics, live, CheckpointMarker(run.info["spec_hash"])]
         if cfg.kind == "sft":
-            from train.sft import build_trainer
+            from mixer_train.sft import build_trainer
         else:
-            from train.dpo import build_trainer
-        trainer = build_trainer(cfg, run.info["model"], tokenizer, added, dataset, str(run.folder), callbacks)
-        if progress:  # the rich bar replaces the printed log dicts
+            from mixer_train.dpo import build_trainer
+
+        def cache_for(args):
+            return make_cache(build, run.info["tokenizer"], tokenizer, args, cfg.kind) if cfg.tokenized_cache else None
+
+        trainer = build_trainer(
+            cfg, run.info["model"], tokenizer, added, dataset, str(run.folder), callbacks, packing=packing, cache_for=cache_for
+        )
+        cache = trainer.token_cache
+        if cache is not None:
+            say(
+                f"tokenized cache: hit, loaded {cache.rows} rows in {cache.seconds:.1f}s ({cache.path})"
+                if cache.hit
+                else f"tokenized cache: miss, prepared {cache.rows} rows in {cache.seconds:.1f}s, saved to {cache.path}"
+            )
+        if trainer.args.dataloader_num_workers == 0:  # the counter must live in this process
+            live.counter = trainer.data_collator = PaddingCounter(trainer.data_collator)
+        if progress:  # the live display replaces the printed log dicts
             from transformers.trainer_callback import PrinterCallback
 
             trainer.remove_callback(PrinterCallback)
@@ -75,20 +105,25 @@ def train(run_dir: str | Path, resume_from: str | None = None, progress: bool | 
         trainer.save_model(str(final))
         if is_main():
             tokenizer.save_pretrained(str(final))
+            (run.folder / "training_args.json").write_text(trainer.args.to_json_string())
             run.info.update(
                 status="complete",
                 global_step=trainer.state.global_step,
                 resumed_from=resume_from,
                 train_metrics=result.metrics,
+                summary=live.summary,
+                packing={"enabled": packing, "reason": reason},
+                tokenized_cache=cache.summary() if cache is not None else None,
             )
             run.save()
+            write_card(run.folder, run.info, tokenizer.chat_template)
         return result.metrics
     finally:
         shutdown_distributed()
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m train.worker")
+    p = argparse.ArgumentParser(prog="python -m mixer_train.worker")
     p.add_argument("run_dir")
     p.add_argument("--resume-from", default=None)
     a = p.parse_args(argv)

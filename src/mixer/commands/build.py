@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -21,7 +23,7 @@ err_console = Console(stderr=True)
 
 
 def fail(msg: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -57,8 +59,11 @@ def build_cmd(
     engine: str = typer.Option("local", "--engine", help="Where stages run: local (this process) or ray (a Ray cluster)."),
     address: str = typer.Option(None, "--address", help="Ray cluster HOST:PORT (with --engine ray; default: a new local Ray instance)."),
     memory: str = typer.Option(None, "--memory", help="Memory budget of the local engine, e.g. 4G (default: a quarter of this machine's, at most 4G)."),
+    force: bool = typer.Option(False, "--force", help="Build into a folder that holds other files: write the build's files into it, replacing same-named ones, and remove nothing else."),
 ) -> None:
-    """Build a mixture: mixture.parquet, removed.parquet, manifest.json."""
+    """Build a mixture: mixture.parquet, removed.parquet, manifest.json.
+
+    The output is replaced only when it is an earlier build or an empty folder."""
     from mixer.engines import EngineError, make_engine
     from mixer.pipeline import build
     from mixer.progress import NullReporter, RichReporter
@@ -67,13 +72,16 @@ def build_cmd(
         fail("--address needs --engine ray")
     if memory and engine != "local":
         fail("--memory sizes the local engine; a Ray cluster's memory is set where its nodes start")
+    quiet = quiet or bool(os.environ.get("MIXER_NO_PROGRESS"))  # `mixer -q build` as `mixer build -q`
+    if quiet:
+        os.environ["MIXER_NO_PROGRESS"] = "1"  # steps' own bars and log lines too
     url = output if output and "://" in output else None  # shared storage: build here, then upload
     staging = Path(tempfile.mkdtemp(prefix="mixer-build-")) if url else None
     try:
         s = load_spec(spec, source_dir)
         eng = make_engine(engine, **({"address": address} if address else {}), **({"memory": memory} if memory else {}))
         try:
-            res = build(s, staging / "build" if staging else output, NullReporter() if quiet else RichReporter(), jsonl or None, engine=eng)
+            res = build(s, staging / "build" if staging else output, NullReporter() if quiet else RichReporter(), jsonl or None, engine=eng, force=force)
         finally:
             eng.close()
         if url:
@@ -82,8 +90,8 @@ def build_cmd(
             url = publish(res.output, url)
     except SpecError as e:
         fail(str(e))
-    except ImportError as e:
-        fail(f"--engine {engine} needs an extra: pip install 'mixer[{engine}]' ({e})")
+    except ImportError as e:  # MissingExtra: one line naming the extra
+        fail(str(e))
     except (InputError, ValueError, OSError, EngineError) as e:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -104,10 +112,15 @@ def validate_cmd(
     no_files: bool = typer.Option(False, "--no-files", help="Do not check that local data files exist."),
 ) -> None:
     """Check a spec (keys, types, steps, formats, files) without building."""
+    from mixer.spec_checks import check
+
     try:
         s = load_spec(spec, source_dir, check_files=not no_files)
     except SpecError as e:
         fail(str(e))
+    problems = check(s, files=not no_files)
+    if problems:
+        fail("\n".join(problems))
     t = Table(title=f"{s.name}: {len(s.sources)} sources, {len(s.mix)} mix steps, seed {s.seed}", title_justify="left")
     for c in ("source", "load", "format", "steps", "sample"):
         t.add_column(c)
@@ -123,16 +136,26 @@ def show_cmd(
     build: Path = typer.Argument(..., help="Build folder."),
     source: str = typer.Option(None, "--source", "-s", help="Only this source."),
     n: int = typer.Option(3, "-n", help="How many records."),
-    removed: bool = typer.Option(False, "--removed", help="Show ledger rows of removed records instead."),
+    removed: bool = typer.Option(False, "--removed", help="Show removed records (with step, reason, detail and text) instead."),
+    reason: str = typer.Option(None, "--reason", help="With --removed: only this reason."),
+    record_id: str = typer.Option(None, "--id", help="Show this one record (kept or removed)."),
 ) -> None:
     """Print records of a build readably."""
     b = _open(build)
+    if record_id is not None:
+        rec = b.record(record_id)
+        if rec is None:
+            fail(f"no record {record_id!r} in {build} (kept or removed); `mixer why {build} {record_id}` looks for prefixes", 1)
+        console.print(render_record(rec))
+        return
     if removed:
         frame = b.removed if source is None else b.removed.filter(pl.col("source") == source)
-        t = Table(*frame.columns)
-        for row in frame.head(n).iter_rows():
-            t.add_row(*[str(x) for x in row])
-        console.print(t)
+        if reason is not None:
+            frame = frame.filter(pl.col("reason") == reason)
+        if frame.height == 0:
+            fail(f"no removed records{' for source ' + repr(source) if source else ''}{' with reason ' + repr(reason) if reason else ''} in {build}", 1)
+        for rec in frame.head(n).iter_rows(named=True):
+            console.print(render_record(rec))
         return
     frame = b.frame if source is None else b.frame.filter(pl.col("source") == source)
     if frame.height == 0:
@@ -144,6 +167,10 @@ def show_cmd(
 def render_record(rec: dict) -> Panel:
     style = {"system": "magenta", "user": "cyan", "assistant": "green"}
     parts = []
+    if rec.get("reason"):
+        parts.append(f"[bold red]removed[/] by {_escape(rec['step'])}: {_escape(rec['reason'])}" + (f" ({_escape(rec['detail'])})" if rec.get("detail") else ""))
+        if all(rec.get(c) is None for c in ("messages", "chosen", "rejected")):
+            parts.append("[dim](no text: removed before it was parsed into messages)[/]")
     for col in [c for c in ("messages", "chosen", "rejected") if rec.get(c) is not None]:
         if col != "messages":
             parts.append(f"[bold underline]{col}[/]")
@@ -159,8 +186,11 @@ def _escape(text: str) -> str:
 def why_cmd(build: Path = typer.Argument(..., help="Build folder."), record_id: str = typer.Argument(..., help="Record id, or a raw-row prefix like 'sharegpt:12'.")) -> None:
     """Say where a record went: kept (and where), or removed by which step, why."""
     b = _open(build)
+    facts = b.why(record_id)
     for line in b.why_lines(record_id):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if not facts:
+        raise typer.Exit(1)
 
 
 def _open(build: Path) -> BuildDir:

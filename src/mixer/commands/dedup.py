@@ -30,6 +30,7 @@ def dedup_cmd(
     file: Path = typer.Argument(..., help="Records to check: record-schema parquet/jsonl, or raw rows with --format."),
     against: Path = typer.Option(..., "--against", help="A finished build folder to check the records against."),
     fmt: str = typer.Option(None, "--format", help="Format of raw rows (alpaca, sharegpt, ...); default: records as they are."),
+    fmt_config: str = typer.Option("{}", "--format-config", help='Format options as JSON, e.g. \'{"output": "response"}\'.'),
     source: str = typer.Option(None, "--source", help="Source name for the records (default: the file's stem)."),
     verify: str = typer.Option("exact", "--verify", help="exact (Jaccard of shingle sets), signature, or none."),
     threshold: float = typer.Option(None, "--threshold", help="Override the build's Jaccard threshold."),
@@ -48,8 +49,8 @@ def dedup_cmd(
         _fail("--verify must be exact, signature or none")
     try:
         build = BuildDir(against)
-        new = load_records(file, fmt, source)
-    except (FileNotFoundError, IncompleteBuild, ValueError, KeyError) as e:
+        new = load_records(file, fmt, source, json.loads(fmt_config))
+    except (FileNotFoundError, IncompleteBuild, ValueError, KeyError) as e:  # JSONDecodeError, ValidationError too
         _fail(str(e))
     params = build_params(against)
     origin = f"{against}/dedup/minhash.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def open_target(target: Path, quiet: bool = False) -> tuple[BuildDir, tempfile.T
     from mixer.progress import NullReporter, RichReporter
 
     tmp = tempfile.TemporaryDirectory(prefix="mixer-stats-")
+    quiet = quiet or bool(os.environ.get("MIXER_NO_PROGRESS"))
     res = build(spec, Path(tmp.name) / spec.name, NullReporter() if quiet else RichReporter())
     return BuildDir(res.output), tmp
 

@@ -32,11 +32,11 @@ def _run(
     packing: bool | None,
     max_steps: int | None,
 ) -> None:
-    from train.config import ConfigError, parse_overrides
-    from train.data import BuildError
-    from train.launch import launch
-    from train.run import RunError
-    from train.template import TemplateError
+    from mixer_train.config import ConfigError, parse_overrides
+    from mixer_train.data import BuildError
+    from mixer_train.launch import launch
+    from mixer_train.run import RunError
+    from mixer_train.template import TemplateError
 
     try:
         overrides = parse_overrides(sets)
@@ -71,7 +71,7 @@ def _options(kind: str):
         launcher: str = typer.Option("auto", "--launcher", help="auto | torchrun | accelerate | none."),
         template: str = typer.Option(None, "--template", help="Chat template: tulu, chatml, zephyr, tokenizer."),
         deepspeed: str = typer.Option(None, "--deepspeed", help="zero2 | zero3 | zero3_offload | none | a JSON file."),
-        packing: bool = typer.Option(None, "--packing/--no-packing", help="Pack sequences (bfd) instead of padding."),
+        packing: bool = typer.Option(None, "--packing/--no-packing", help="Pack sequences (bfd, padding-free) or pad (default: pack where the attention keeps sequences apart)."),
         max_steps: int = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     ) -> None:
         _run(kind, build, model, config, sets, output, nproc, resume, tokenizer, launcher, template, deepspeed, packing, max_steps)

@@ -35,6 +35,13 @@ class DecontamConfig(MatchParams):
     drop_source_above: float | None = Field(
         None, ge=0, le=100, description="drop a whole source overlapping more than this % of any benchmark (Tulu 3: 2)"
     )
+    report_source_above: float | None = Field(
+        None, ge=0, le=100,
+        description="list every (source, benchmark) pair overlapping more than this % of the benchmark in the report's contaminated_sources, without dropping the source (Tulu 3: 2)",
+    )
+    exempt_sources: list[str] = Field(
+        default_factory=list, description="sources whose matches are reported but never removed (Tulu 3: the hardcoded identity prompts, one of which is a TruthfulQA question)"
+    )
     template_min: int = Field(10, ge=2, description="a record hitting this many instances of one benchmark is flagged as a template match")
 
 
@@ -73,7 +80,7 @@ def decide(frame: pl.DataFrame, evals: pl.DataFrame, cfg: DecontamConfig, res: M
     totals = benchmark_totals(evals, res.index.short_inst)
     mat = matrix(matches, frame, totals, cfg.template_min)
 
-    dropped = _contaminated_sources(mat, cfg.drop_source_above)
+    dropped = [d for d in _contaminated_sources(mat, cfg.drop_source_above) if d["source"] not in cfg.exempt_sources]
     drop_src = pl.DataFrame(dropped, schema={"source": pl.Utf8, "benchmark": pl.Utf8, "pct": pl.Float64, "limit": pl.Float64})
     in_dropped = pl.col("source").is_in(drop_src["source"].implode())
     removed_parts = []
@@ -82,7 +89,7 @@ def decide(frame: pl.DataFrame, evals: pl.DataFrame, cfg: DecontamConfig, res: M
         detail = pl.struct(pl.col("benchmark"), pl.col("pct").round(3), pl.col("limit")).struct.json_encode()
         removed_parts.append(removed_from(gone, STEP, "contaminated_source", detail))
     if cfg.action == "remove" and matches.height:
-        best = _best_match(matches).filter(~in_dropped)
+        best = _best_match(matches).filter(~in_dropped & ~pl.col("source").is_in(cfg.exempt_sources))
         removed_parts.append(removed_from(best, STEP, "contaminated", pl.col("detail")))
     removed = pl.concat(removed_parts) if removed_parts else empty_removed()
     kept = frame.filter(~pl.col("id").is_in(removed["id"].implode())) if removed.height else frame
@@ -99,13 +106,19 @@ def decide(frame: pl.DataFrame, evals: pl.DataFrame, cfg: DecontamConfig, res: M
         "matched_records": int(matches["rec"].n_unique()) if matches.height else 0,
         "matches": matches.height,
         "dropped_sources": dropped,
+        "contaminated_sources": _over(mat, cfg.report_source_above),
         "removed": removed.height,
+        "exempt_matched_records": int(matches.filter(pl.col("source").is_in(cfg.exempt_sources))["rec"].n_unique()) if matches.height else 0,
         "timings": {**{k: round(v, 3) for k, v in res.timings.items()}, "total_s": round(time.perf_counter() - t0, 3)},
     }
-    info = {k: report[k] for k in ("index", "matched_records", "matches", "removed", "dropped_sources", "timings")}
+    info = {k: report[k] for k in ("index", "matched_records", "matches", "removed", "dropped_sources", "contaminated_sources", "timings")}
     info["pct_instances"] = {
         r["benchmark"]: r["pct_instances"] for r in report["matrix"] if r["source"] == "(all)"
     }
+    # Every benchmark checked (0% ones too) and the per-source overlaps: the dataset card
+    # and `mixer contamination` print the full table from the manifest.
+    info["benchmarks"] = report["benchmarks"]
+    info["matrix"] = mat.select("source", "benchmark", "pct_instances", "records", "short_instances_hit", "template_records").to_dicts()
     return Outcome(kept=kept, removed=removed, matches=matches, report=report, info=info)
 
 
@@ -122,6 +135,14 @@ def _contaminated_sources(mat: pl.DataFrame, limit: float | None) -> list[dict]:
         .unique("source", keep="first", maintain_order=True)
     )
     return [{"source": r["source"], "benchmark": r["benchmark"], "pct": r["pct_instances"], "limit": limit} for r in worst.iter_rows(named=True)]
+
+
+def _over(mat: pl.DataFrame, limit: float | None) -> list[dict]:
+    """Every (source, benchmark) pair over ``limit`` percent of the benchmark's instances."""
+    if limit is None or mat.height == 0:
+        return []
+    over = mat.filter((pl.col("source") != "(all)") & (pl.col("pct_instances") > limit)).sort(["source", "benchmark"])
+    return [{"source": r["source"], "benchmark": r["benchmark"], "pct": r["pct_instances"], "limit": limit} for r in over.iter_rows(named=True)]
 
 
 def _best_match(matches: pl.DataFrame) -> pl.DataFrame:

@@ -19,16 +19,18 @@ MATCHES_FILE = "contamination_matches.parquet"
 
 def match_rows(frame: pl.DataFrame, evals: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
     """``id, source, benchmark, instance_id, coverage, n_ngrams, short, record_hits,
-    instance_hits`` (+ ``rec``/``inst`` row numbers) for every match."""
+    instance_hits, instance_text`` (+ ``rec``/``inst`` row numbers) for every match; the
+    instance's prompt (first 2,000 characters) lets a reader judge the match."""
     recs = frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("rec"), "id", "source")
-    insts = evals.select(pl.int_range(pl.len(), dtype=pl.Int32).alias("inst"), "benchmark", "instance_id")
+    insts = evals.select(pl.int_range(pl.len(), dtype=pl.Int32).alias("inst"), "benchmark", "instance_id",
+                         pl.col("prompt").str.slice(0, 2000).alias("instance_text"))
     m = pairs.join(recs, on="rec", how="left").join(insts, on="inst", how="left")
     return m.with_columns(
         pl.len().over(["rec", "benchmark"]).cast(pl.Int32).alias("record_hits"),
         pl.len().over("inst").cast(pl.Int32).alias("instance_hits"),
     ).select(
         "id", "source", "benchmark", "instance_id", "coverage", "n_ngrams", "short",
-        "record_hits", "instance_hits", "rec", "inst",
+        "record_hits", "instance_hits", "instance_text", "rec", "inst",
     )
 
 
@@ -86,16 +88,23 @@ def render(report: dict, console=None, top: int = 0, matches: pl.DataFrame | Non
     """Print the matrix as one row per (source, benchmark) with overlap (it stays readable
     with many sources and benchmarks), then the top matches when asked."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
     p = report["params"]
     rule = f"rule {p['rule']}, n={p['n']}" + (f", coverage > {p['threshold']}" if p["rule"] == "tulu3" else "")
     t = Table(title=f"contamination ({rule}, short: {p['short']})")
-    for c, j in (("source", "left"), ("records", "right"), ("benchmark", "left"), ("instances", "right"),
-                 ("hit", "right"), ("%", "right"), ("short", "right"), ("matched", "right"), ("template", "right")):
-        t.add_column(c, justify=j)  # type: ignore[arg-type]
-    rows = sorted(report["matrix"], key=lambda r: (r["source"] == "(all)", r["source"], r["benchmark"]))
+    # Short headers (explained below the table) so no header is cut in an 80-column terminal.
+    for c, j in (("source", "left"), ("recs", "right"), ("benchmark", "left"), ("insts", "right"),
+                 ("hit", "right"), ("%", "right"), ("short", "right"), ("match", "right"), ("tmpl", "right")):
+        t.add_column(c, justify=j, min_width=len(c))  # type: ignore[arg-type]
+    # Every benchmark checked gets an (all) row, 0% included, so a clean result is visible too.
+    hit = {r["benchmark"] for r in report["matrix"] if r["source"] == "(all)"}
+    zero = [{"source": "(all)", "source_records": report["records"], "benchmark": b["benchmark"], "instances": b["instances"],
+             "instances_hit": 0, "pct_instances": 0.0, "short_instances_hit": 0, "records": 0, "template_records": 0}
+            for b in report.get("benchmarks", []) if b["benchmark"] not in hit]
+    rows = sorted(report["matrix"] + zero, key=lambda r: (r["source"] == "(all)", r["source"], r["benchmark"]))
     for r in rows:
         t.add_row(
             r["source"], str(r["source_records"]), r["benchmark"], str(r["instances"]), str(r["instances_hit"]),
@@ -106,16 +115,20 @@ def render(report: dict, console=None, top: int = 0, matches: pl.DataFrame | Non
         t.add_row("(none)", str(report["records"]), "-", "-", "0", "0.00", "0", "0", "0")
     console.print(t)
     console.print(
-        f"hit: benchmark instances overlapped; short: of those, instances under {p['n']} tokens matched by containment; "
-        f"matched: training records matching; template: records hitting >= {p['template_min']} instances of the benchmark"
+        f"recs: records of the source; insts: instances of the benchmark; hit: instances overlapped; short: of those, "
+        f"instances under {p['n']} tokens matched whole (containment); match: training records matching; "
+        f"tmpl: records hitting >= {p['template_min']} instances of the benchmark (template matches)"
     )
     for d in report.get("dropped_sources") or []:
         console.print(f"dropped source [bold]{d['source']}[/]: overlaps {d['pct']:.2f}% of {d['benchmark']} (limit {d['limit']}%)")
     console.print(f"{report['matched_records']} records matched, {report['removed']} removed (action: {p['action']})")
     if top and matches is not None and matches.height:
         mt = Table(title=f"top {top} matches by coverage")
-        for c in ("id", "source", "benchmark", "instance_id", "coverage", "short", "record_hits", "instance_hits"):
+        for c in ("id", "source", "benchmark", "instance_id", "coverage", "short", "record_hits", "instance_hits", "instance (start)"):
             mt.add_column(c)
         for r in matches.sort(["coverage", "record_hits"], descending=[True, False]).head(top).iter_rows(named=True):
-            mt.add_row(r["id"], r["source"], r["benchmark"], r["instance_id"], f"{r['coverage']:.3f}", str(r["short"]), str(r["record_hits"]), str(r["instance_hits"]))
+            short = "[yellow]yes: matched whole[/]" if r["short"] else "no"
+            start = " ".join((r.get("instance_text") or "").split())[:60]
+            mt.add_row(r["id"], r["source"], r["benchmark"], r["instance_id"], f"{r['coverage']:.3f}", short, str(r["record_hits"]),
+                       str(r["instance_hits"]), escape(start))
         console.print(mt)

@@ -45,9 +45,10 @@ def build_params(build: Path) -> MinHashParams | None:
     return MinHashParams.from_json(data)
 
 
-def load_records(path: Path, fmt: str | None = None, source: str | None = None) -> pl.DataFrame:
+def load_records(path: Path, fmt: str | None = None, source: str | None = None, fmt_config: dict | None = None) -> pl.DataFrame:
     """Records from a file: already in the record schema (parquet/jsonl with ``messages``
-    or ``chosen``/``rejected``), or raw rows converted by a named format."""
+    or ``chosen``/``rejected``), or raw rows converted by a named format (with its options
+    ``fmt_config``, as under ``format:`` in a spec)."""
     from mixer.formats.base import FormatContext, get_format
     from mixer.io import load_files
 
@@ -61,7 +62,7 @@ def load_records(path: Path, fmt: str | None = None, source: str | None = None) 
             raw = raw.with_columns(pl.lit(source).alias("source"))
         return conform(raw.drop([c for c in raw.columns if c.startswith("_")]))
     spec = get_format(fmt or "messages")
-    res = spec.fn(raw, spec.config(), FormatContext(source))
+    res = spec.fn(raw, spec.config(**(fmt_config or {})), FormatContext(source))
     return conform(res.kept)
 
 

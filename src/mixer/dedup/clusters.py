@@ -71,11 +71,16 @@ def empty_outcome(scores: dict[str, np.ndarray] | list[str]) -> pl.DataFrame:
 
 
 def split(frame: pl.DataFrame, outcome: pl.DataFrame, step: str, reason: str, detail: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(kept, ledger): every row whose base id belongs to a removed representative goes."""
+    """(kept, ledger): every row whose base id belongs to a removed representative goes.
+
+    The joined frame is rechunked: polars' ordered left join gathers the right-hand columns
+    one chunk per thread while the left-hand ones stay whole, and a string expression over
+    a filtered frame with such misaligned chunks (some now empty) panics in polars 2.1
+    ("assertion failed: i < self.len()"), from about 15 threads on with real data."""
     gone = outcome.filter(pl.col("id") != pl.col("kept_id")).with_columns(base_id().alias("_base"))
     tagged = frame.with_columns(base_id().alias("_base")).join(
         gone.drop("id", "source", "_rep"), on="_base", how="left", maintain_order="left"
-    )
+    ).rechunk()
     is_gone = pl.col("kept_id").is_not_null()
     removed = removed_from(tagged.filter(is_gone), step, reason, detail)
     return frame.filter(~tagged.select(is_gone).to_series()), removed

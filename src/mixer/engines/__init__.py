@@ -22,6 +22,9 @@ def make_engine(name: str = "local", **options: Any) -> Engine:
             raise ValueError(f"the local engine takes batch_rows, threads, key_rows and memory (got {unknown})")
         return LocalEngine(**options)
     if name == "ray":
+        from mixer.extras import require
+
+        require("ray", "ray")
         from mixer.engines.ray_engine import RayEngine
 
         return RayEngine(**options)

@@ -30,6 +30,7 @@ from mixer.engines.base import add_counts, source_counts
 from mixer.infos import MergeError, format_rules, merge_infos
 from mixer.io import Loaded
 from mixer.records import conform, empty_records, empty_removed
+from mixer.removed_content import with_content
 from mixer.spec import SourceSpec, Spec, StepSpec
 from mixer.stages import check_removed_ids, format_source, make_step
 from mixer.steps.base import Step, StepContext, StepResult
@@ -176,7 +177,7 @@ class LocalEngine:
         return _release(raw, StepResult(self._split(res.kept, kind), res.removed, res.info))
 
     def validate(self, frame: Parts) -> StepResult:
-        results = self._over(validate, frame)
+        results = self._over(validate_batch, frame)
         out = StepResult(self._parts([r.kept for r in results], frame.kind), _concat([r.removed for r in results]), merge_infos([r.info for r in results], {}))
         return _release(frame, out)
 
@@ -186,6 +187,7 @@ class LocalEngine:
             whole = pl.concat(list(frame.batches()), how="vertical_relaxed")
             res = obj.run(whole, ctx)
             check_removed_ids(whole, res.removed, f"{ctx.scope}/{step.name}")
+            res.removed = with_content(res.removed, whole)
             return _release(frame, StepResult(self._split(conform(res.kept), frame.kind), res.removed, res.info))
         res = self._pieces(obj, frame, ctx)
         if res.removed.height:
@@ -203,7 +205,7 @@ class LocalEngine:
             kept = conform(m.kept) if not step.is_global else m.kept
             # a global step's map usually keeps its batch as it is: the file is reused
             out = p if m.kept is batch else self._part(kept)
-            return (out, kept.height, _counts(kept)), m.removed, m.info, m.keys
+            return (out, kept.height, _counts(kept)), with_content(m.removed, batch), m.info, m.keys
 
         results = self._pmap(mapped, frame.parts)
         info = merge_infos([r[2] for r in results], step.info_rules)
@@ -231,8 +233,9 @@ class LocalEngine:
         del keys
 
         def applied(p: Part) -> tuple[pl.DataFrame, pl.DataFrame]:
-            kept, gone = step.apply(read_part(p), decision, ctx)
-            return conform(kept), gone
+            batch = read_part(p)
+            kept, gone = step.apply(batch, decision, ctx)
+            return conform(kept), with_content(gone, batch)
 
         out = self._pmap(applied, parts)
         removed += [r for _, r in out if r.height]
@@ -261,6 +264,13 @@ class LocalEngine:
 
     def close(self) -> None:
         return None
+
+
+def validate_batch(batch: pl.DataFrame) -> StepResult:
+    """``mixer.validate`` on one batch, its ledger rows with the records' text."""
+    res = validate(batch)
+    res.removed = with_content(res.removed, batch)
+    return res
 
 
 def _release(old: Parts, res: StepResult) -> StepResult:

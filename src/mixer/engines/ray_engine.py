@@ -40,6 +40,7 @@ from mixer.engines.ray_frame import (
 from mixer.infos import MergeError, format_rules, merge_infos
 from mixer.io import Loaded
 from mixer.records import conform, empty_removed
+from mixer.removed_content import with_content
 from mixer.spec import SourceSpec, Spec, StepSpec
 from mixer.stages import check_removed_ids, make_step
 from mixer.steps.base import Step, StepContext, StepResult
@@ -247,6 +248,7 @@ class RayEngine:
         whole = collect_records(frame)
         res = step.run(whole, ctx)
         check_removed_ids(whole, res.removed, f"{ctx.scope}/{step.name}")
+        res.removed = with_content(res.removed, whole)
         kept = conform(res.kept)
         return StepResult(put_frame(kept, self._rows_per_block(kept.height, int(kept.estimated_size())), frame.kind), res.removed, res.info)
 

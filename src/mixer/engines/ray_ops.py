@@ -21,6 +21,7 @@ import pyarrow as pa
 from mixer.engines.base import source_counts
 from mixer.engines.ray_frame import from_arrow
 from mixer.records import conform, empty_removed
+from mixer.removed_content import with_content
 from mixer.spec import SourceSpec, Spec
 from mixer.steps.base import Decision, Mapped, Step, StepContext, StepResult
 
@@ -94,9 +95,9 @@ class FormatOp:
 @dataclass
 class ValidateOp:
     def __call__(self, frame: pl.DataFrame, offset: int) -> StepResult:
-        from mixer.validate import validate
+        from mixer.engines.local import validate_batch
 
-        return validate(frame)
+        return validate_batch(frame)
 
 
 def _ctx_here(ctx: StepContext, cwd: str | None) -> StepContext:
@@ -117,6 +118,7 @@ class MapOp:
         m = self.step.map(frame, _ctx_here(self.ctx, self.cwd))
         if not self.step.is_global:
             m.kept = conform(m.kept)
+        m.removed = with_content(m.removed, frame)
         return m
 
 
@@ -131,7 +133,7 @@ class ApplyOp:
 
     def __call__(self, frame: pl.DataFrame, offset: int) -> StepResult:
         kept, removed = self.step.apply(frame, self.decision, _ctx_here(self.ctx, self.cwd))
-        return StepResult(conform(kept), removed)
+        return StepResult(conform(kept), with_content(removed, frame))
 
 
 @dataclass

@@ -15,8 +15,11 @@ Public API (stable; other features build on it)::
 ``data_dir`` is a local folder: either one holding a sub-folder per benchmark
 (``DIR/gsm8k/test.jsonl``, ``DIR/mmlu/test/*.csv``, ...) or the benchmark's own folder.
 Without it, loaders read the Hugging Face hub through ``datasets.load_dataset``.
-Suites: ``tulu2`` (MMLU, GSM8K, BBH, TydiQA, HumanEval, AlpacaEval, ToxiGen, TruthfulQA)
-and ``tulu2+`` (those plus IFEval, MATH, MT-Bench).
+Suites: ``tulu2`` (MMLU, GSM8K, BBH, TydiQA, HumanEval, AlpacaEval, ToxiGen, TruthfulQA),
+``tulu2+`` (those plus IFEval, MATH, MT-Bench), ``tulu3-dev`` (the Tulu 3 development
+evaluations with public test sets: adds PopQA, DROP, HumanEval+, HarmBench, XSTest,
+WildGuardTest, WildJailbreak's evaluation split) and ``tulu3-unseen`` (MMLU-Pro, GPQA,
+AGIEval English, DeepMind Mathematics, BigCodeBench, IFEval-OOD).
 Instance ids are stable strings (``gsm8k/test/12``, ``mmlu/test/anatomy/3``,
 ``HumanEval/7``) so a report row points at one item.
 """
@@ -30,6 +33,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from mixer.evalsets import builtin as _builtin  # noqa: F401  (registers the loaders)
+from mixer.evalsets import tulu3 as _tulu3  # noqa: F401
 from mixer.evalsets.base import (
     EVAL_SCHEMA,
     EVALSETS,
@@ -49,6 +53,13 @@ SUITES: dict[str, tuple[str, ...]] = {
     "tulu2": ("mmlu", "gsm8k", "bbh", "tydiqa", "humaneval", "alpaca_eval", "toxigen", "truthfulqa"),
 }
 SUITES["tulu2+"] = SUITES["tulu2"] + ("ifeval", "math", "mt_bench")
+# Tulu 3: the development evaluations with public test sets (JailbreakTrigger and
+# Do-Anything-Now have no loader yet), and the unseen ones (HREF has none yet).
+SUITES["tulu3-dev"] = (
+    "mmlu", "popqa", "truthfulqa", "bbh", "drop", "math", "gsm8k", "humaneval", "humanevalplus", "ifeval",
+    "alpaca_eval", "harmbench", "xstest", "wildguardtest", "wildjailbreak_eval",
+)
+SUITES["tulu3-unseen"] = ("mmlu_pro", "gpqa", "agieval_english", "deepmind_math", "bigcodebench", "ifeval_ood")
 
 
 class EvalSetSpec(BaseModel):

@@ -74,7 +74,7 @@ def register_format(name: str, config: type[FormatConfig] = FormatConfig, kind: 
 
 _BUILTIN_FORMAT_MODULES = [
     "messages", "alpaca", "sharegpt", "flan", "oasst_tree", "lima", "wizardlm", "openorca",
-    "science", "hardcoded", "ultrafeedback", "hh_rlhf", "sharegpt_pairs", "chosen_rejected",
+    "science", "hardcoded", "ultrafeedback", "hh_rlhf", "sharegpt_pairs", "chosen_rejected", "tulu3",
 ]
 
 

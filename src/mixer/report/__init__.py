@@ -78,6 +78,9 @@ def build_report(build: BuildDir | str | Path, tokenizer: str | None = None, pro
         ("removals", "Removals", figure(pngs["waterfall.png"], "removal waterfall", "From records read to records kept, step by step (manifest ledger).", "waterfall-chart")
          + frame_table(sections.removals(b.removed, charts.stage_rank(m)), "removed records by step and reason (removed.parquet)", "removals-table")),
     ]
+    examples = sections.removal_examples_html(b)
+    if examples:
+        body.append(("examples", "Removed examples", examples))
     dup = sections.duplicates_html(b.path, b.removed, m)
     if dup:
         body.append(("duplicates", "Duplicates", dup))

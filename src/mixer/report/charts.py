@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 BLUE, RED, GREEN, GREY = "#3b6ea5", "#c8553d", "#5a9e6f", "#8d99ae"
 
@@ -37,24 +37,32 @@ def length_histograms(lengths: pl.DataFrame, unit: str = "tokens", thresholds: l
     low = max(1, int(lengths["tokens"].min() or 1))
     bins = np.unique(np.geomspace(low, top + 1, 40).round()) if top + 1 > low else np.array([low, low + 1])
     rows = -(-len(panels) // ncols)
-    fig = Figure(figsize=(4.2 * ncols, 2.8 * rows))
-    axes = fig.subplots(rows, ncols, squeeze=False, sharex=True)
+    fig = Figure(figsize=(4.2 * ncols, 3.0 * rows))
+    axes = fig.subplots(rows, ncols, squeeze=False)
+    # Only the thresholds inside the data's range are drawn; the others are named as off-scale.
+    shown = [t for t in thresholds or [] if low <= t <= top]
     for ax, (name, values) in zip(axes.flat, panels, strict=False):
         ax.hist(np.maximum(values, 1), bins=bins, color=BLUE if name != "all sources" else GREY, edgecolor="white", linewidth=0.3)
         ax.set_xscale("log")
+        ax.set_xlim(bins[0], bins[-1])
+        # 1-2-5 ticks when the range spans few decades, so every panel has labelled ticks.
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if bins[-1] / bins[0] < 1000 else (1.0,)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        for t in thresholds or []:
-            if t <= top * 1.5:
-                ax.axvline(t, color=RED, linestyle="--", linewidth=0.8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        for t in shown:
+            ax.axvline(t, color=RED, linestyle="--", linewidth=0.8)
         med = float(np.median(values)) if len(values) else 0.0
         ax.set_title(f"{name}  (n={len(values):,}, median {med:,.0f})", fontsize=9)
+        ax.set_xlabel(f"{unit} per record (log scale)", fontsize=8)
+        ax.set_ylabel("records", fontsize=8)
         ax.tick_params(labelsize=8)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel(f"{unit} per record (log scale)", fontsize=8)
-    fig.suptitle(f"Length distribution per source ({unit}; dashed: {', '.join(map(str, thresholds or []))})", fontsize=10)
+    off = [t for t in thresholds or [] if t not in shown]
+    marks = (f"dashed lines: {', '.join(f'{t:,}' for t in shown)}" if shown else "") + \
+        ("; " if shown and off else "") + (f"every record is under {min(off):,}" if off and all(t > top for t in off) else "")
+    fig.suptitle(f"Length distribution per source ({unit}" + (f"; {marks}" if marks else "") + ")", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -100,9 +108,10 @@ def waterfall(manifest: dict[str, Any]) -> Figure:
     level = read
     ax.bar(0, read, color=GREY)
     ax.text(0, read, f"{read:,}", ha="center", va="bottom", fontsize=8)
+    least = max(read, kept_records(manifest)) * 0.006  # a 1-record step still shows as a bar
     for i, (_, delta) in enumerate(steps, start=1):
         bottom = level + min(delta, 0)
-        ax.bar(i, abs(delta), bottom=bottom, color=RED if delta < 0 else GREEN)
+        ax.bar(i, max(abs(delta), least), bottom=bottom, color=RED if delta < 0 else GREEN)
         ax.text(i, level + max(delta, 0), f"{delta:+,}", ha="center", va="bottom", fontsize=8)
         level += delta
     kept = int(manifest.get("records", level))
@@ -114,6 +123,10 @@ def waterfall(manifest: dict[str, Any]) -> Figure:
     ax.margins(y=0.12)
     fig.tight_layout()
     return fig
+
+
+def kept_records(manifest: dict[str, Any]) -> int:
+    return int(manifest.get("records", 0))
 
 
 def composition(manifest: dict[str, Any], tokens: dict[str, int] | None = None, unit: str = "tokens") -> Figure:

@@ -25,6 +25,8 @@ figure{margin:12px 0}figure img{max-width:100%;height:auto;border:1px solid #eef
 .note{color:#5c6773;font-size:12.5px}pre{background:#f3f5f8;padding:8px;overflow:auto;max-height:420px;font-size:12px}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{background:#f0f3f6;border-radius:6px;padding:8px 14px}
 .card b{display:block;font-size:18px}.tw{overflow-x:auto;max-width:100%}
+.example{border-left:3px solid #b03a2e;padding:2px 10px;margin:10px 0}.example pre{white-space:pre-wrap;max-height:200px;margin:4px 0}
+.example .detail{color:#5c6773;font-size:12.5px}.example .vs{margin-left:14px;border-left:3px solid #3d8b5a;padding-left:8px}
 """
 
 

@@ -120,7 +120,7 @@ def contamination_html(build_path: Path, removed: pl.DataFrame, manifest: dict[s
         if isinstance(rep, dict) and isinstance(rep.get("matrix"), list):
             p = rep.get("params", {})
             parts.append(f"<p>rule <b>{html.escape(str(p.get('rule')))}</b>, n={p.get('n')}, threshold {p.get('threshold')}, "
-                         f"roles {html.escape(str(p.get('roles')))}, action <b>{html.escape(str(p.get('action')))}</b>: "
+                         f"roles {html.escape(_words(p.get('roles')))}, action <b>{html.escape(str(p.get('action')))}</b>: "
                          f"{rep.get('matched_records', 0):,} records matched, {rep.get('removed', 0):,} removed.</p>")
             cols = ["source", "benchmark", "instances", "instances_hit", "pct_instances", "records", "template_records", "source_records"]
             matrix = pl.DataFrame(rep["matrix"], infer_schema_length=None)
@@ -128,6 +128,9 @@ def contamination_html(build_path: Path, removed: pl.DataFrame, manifest: dict[s
                 matrix = matrix.select([c for c in cols if c in matrix.columns]).sort(pl.col("source") == "(all)", "source", "benchmark")
                 parts.append(frame_table(matrix.rename({"pct_instances": "% of benchmark hit"}, strict=False),
                                          "benchmark instances overlapped, per source", "contamination-matrix"))
+            bench = benchmarks_checked(rep)
+            if bench is not None:
+                parts.append(frame_table(bench, "every benchmark checked (0% included; short instances are matched whole)", "contamination-benchmarks"))
             for d in rep.get("dropped_sources") or []:
                 parts.append(f"<p>dropped source <b>{html.escape(str(d.get('source')))}</b>: overlaps {d.get('pct')}% of "
                              f"{html.escape(str(d.get('benchmark')))} (limit {d.get('limit')}%)</p>")
@@ -136,11 +139,69 @@ def contamination_html(build_path: Path, removed: pl.DataFrame, manifest: dict[s
     m = build_path / "contamination_matches.parquet"
     if m.exists():
         matches = pl.read_parquet(m)
-        keep = [c for c in ("id", "source", "benchmark", "instance_id", "coverage", "record_hits", "instance_hits") if c in matches.columns]
+        keep = [c for c in ("id", "source", "benchmark", "instance_id", "coverage", "short", "record_hits", "instance_hits") if c in matches.columns]
         if matches.height and "coverage" in matches.columns:
-            parts.append(frame_table(matches.sort("coverage", descending=True).select(keep).head(10), "top matches by coverage"))
+            top = matches.sort("coverage", descending=True).head(10)
+            if "instance_text" in top.columns:
+                top = top.with_columns(pl.col("instance_text").str.slice(0, 120).alias("instance (start)"))
+                keep.append("instance (start)")
+            parts.append(frame_table(top.select(keep), "top matches by coverage"))
     rows = removed.filter(pl.col("reason").str.contains("(?i)contamin"))
     if rows.height:
         parts.append(frame_table(rows.group_by("step", "reason", "source").len().rename({"len": "removed"}).sort("step", "reason", "source"),
                                  "records removed as contaminated (ledger)"))
     return "".join(parts) or None
+
+
+def benchmarks_checked(rep: dict[str, Any]) -> pl.DataFrame | None:
+    """One row per benchmark the step checked, matched or not: instances, short ones, and
+    the share of instances any record overlapped (the ``(all)`` row of the matrix)."""
+    benches = rep.get("benchmarks")
+    if not benches:
+        return None
+    table = pl.DataFrame(benches, infer_schema_length=None)
+    overall = [r for r in rep.get("matrix", []) if r.get("source") == "(all)"]
+    hits = pl.DataFrame(overall, infer_schema_length=None) if overall else None
+    cols = {"instances_hit": pl.Int64, "short_instances_hit": pl.Int64, "pct_instances": pl.Float64, "records": pl.Int64}
+    if hits is None or not set(cols) <= set(hits.columns):
+        hits = pl.DataFrame({"benchmark": [], **{c: [] for c in cols}}, schema={"benchmark": pl.Utf8, **cols})
+    out = table.join(hits.select("benchmark", *cols), on="benchmark", how="left").with_columns(
+        [pl.col(c).fill_null(0) for c in cols])
+    return out.rename({"pct_instances": "% of benchmark hit", "records": "records matched"})
+
+
+def removal_examples_html(build: Any, per_reason: int = 2, max_chars: int = 500) -> str | None:
+    """A few removed records per reason with their text, and what they were measured
+    against (the kept duplicate, the benchmark instance), so a reader can judge the filter."""
+    removed = build.removed
+    if removed.height == 0:
+        return None
+    from mixer.build_dir import record_text
+
+    picks = removed.with_row_index("_i").filter(pl.int_range(pl.len()).over("step", "reason") < per_reason).sort("_i")
+    cards = []
+    for row in picks.iter_rows(named=True):
+        text = record_text(row) or "(no text: removed before it was parsed into messages)"
+        other = build.counterpart(row)
+        extra = ""
+        if other.get("counterpart_id"):
+            extra = (f"<div class='vs'>kept record <code>{html.escape(other['counterpart_id'])}</code>"
+                     f"{' (' + html.escape(str(other['similarity'])) + ')' if other.get('similarity') else ''}:"
+                     f"<pre>{html.escape(_cut(other.get('counterpart_text') or '', max_chars))}</pre></div>")
+        elif other.get("benchmark"):
+            extra = (f"<div class='vs'>{html.escape(str(other['benchmark']))} instance {html.escape(str(other.get('instance_id')))}, "
+                     f"coverage {other.get('coverage')}{', short instance' if other.get('short') else ''}:"
+                     f"<pre>{html.escape(_cut(other.get('instance_text') or '(not recorded)', max_chars))}</pre></div>")
+        cards.append(f"<div class='example'><b>{html.escape(row['reason'])}</b> <small>({html.escape(row['step'])})</small> "
+                     f"<code>{html.escape(row['id'])}</code> <small>{html.escape(row['source'])}</small>"
+                     f"<div class='detail'>{html.escape(row['detail'] or '')}</div><pre>{html.escape(_cut(text, max_chars))}</pre>{extra}</div>")
+    return "<p class='note'>The first records removed for each step and reason, with their text.</p>" + "".join(cards)
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n] + f" … [{len(text) - n:,} more characters]"
+
+
+def _words(value: Any) -> str:
+    """A list as ``a, b`` (never a Python repr in the page)."""
+    return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)

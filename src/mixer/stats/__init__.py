@@ -91,6 +91,9 @@ def write_build_stats(mix: pl.DataFrame, folder: Path, tokenizer: str, sources_i
     for name, tokens in stats.tokens_per_source().items():
         if name in sources_info:
             sources_info[name]["tokens"] = tokens
+    for row in stats.frame().iter_rows(named=True):  # the length table, for the dataset card
+        if row["source"] in sources_info:
+            sources_info[row["source"]]["lengths"] = {k: v for k, v in row.items() if k != "source"}
     for info in sources_info.values():
         info.setdefault("tokens", {"total": 0, "user": 0, "assistant": 0, "system": 0})
     cache.write(lengths, [folder / cache.IN_BUILD / f"{counter.key}.parquet"])

@@ -16,7 +16,7 @@ IN_BUILD = Path(".cache") / "stats"
 
 
 def user_cache_dir() -> Path:
-    root = os.environ.get("MIXER_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mixer"
+    root = os.environ.get("MIXER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mixer"
     return Path(root) / "stats"
 
 

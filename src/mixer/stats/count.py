@@ -30,10 +30,14 @@ def tokenizer_key(name: str) -> str:
     files = [p] if p.is_file() else sorted(f for f in (p / n for n in _TOKENIZER_FILES) if f.is_file()) if p.is_dir() else []
     if not files:
         return "hub-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    from mixer.tokenizers import CONVERSION_VERSION
+
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
+        if f.suffix == ".model":  # counted through a conversion: a new one must not reuse old stats
+            h.update(f"conversion-v{CONVERSION_VERSION}".encode())
     return h.hexdigest()[:16]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,7 +21,11 @@ from mixer.stats.count import Progress as Callback
 
 @contextmanager
 def rich_progress(description: str = "counting tokens", console: Console | None = None) -> Iterator[Callback]:
-    """Yields a ``(done, total)`` callback that drives one bar (measured in characters)."""
+    """Yields a ``(done, total)`` callback that drives one bar (measured in characters);
+    a no-op under ``mixer -q`` (``MIXER_NO_PROGRESS``)."""
+    if os.environ.get("MIXER_NO_PROGRESS"):
+        yield lambda done, total: None
+        return
     bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), TaskProgressColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn(), console=console or Console(stderr=True), transient=True)
     task = bar.add_task(description, total=None)

@@ -35,6 +35,8 @@ def aggregations(preference: bool, thresholds: tuple[int, ...] = THRESHOLDS) -> 
     if preference:
         out += [pl.col(f"{c}_tokens").mean().alias(f"{c}_tokens_mean") for c in ("prompt", "chosen", "rejected")]
         out += [pl.col(f"{c}_tokens").sum().cast(pl.Int64).alias(f"{c}_tokens_sum") for c in ("prompt", "chosen", "rejected")]
+        # Verbosity bias: the share of pairs whose chosen answer is longer than the rejected one.
+        out.append(((pl.col("chosen_tokens") > pl.col("rejected_tokens")).mean() * 100).alias("chosen_longer_pct"))
     return out
 
 

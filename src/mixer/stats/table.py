@@ -33,7 +33,8 @@ def columns(stats: Stats) -> list[tuple[str, str, Any]]:
     pct = lambda v: "-" if v is None else (f"{v:.1f}%" if v else "0")  # noqa: E731
     cols: list[tuple[str, str, Any]] = [("instances", "instances", num), ("rounds", "rounds_mean", lambda v: "-" if v is None else f"{v:.2f}")]
     if stats.kind == "preference":
-        cols += [("prompt", "prompt_tokens_mean", one), ("chosen", "chosen_tokens_mean", one), ("rejected", "rejected_tokens_mean", one)]
+        cols += [("prompt", "prompt_tokens_mean", one), ("chosen", "chosen_tokens_mean", one), ("rejected", "rejected_tokens_mean", one),
+                 ("chosen longer", "chosen_longer_pct", pct)]
     else:
         cols += [("user turn", "user_turn_tokens_mean", one), ("assistant turn", "assistant_turn_tokens_mean", one)]
     cols += [("mean", "tokens_mean", num), ("p25", "tokens_p25", num), ("p50", "tokens_p50", num), ("p75", "tokens_p75", num),

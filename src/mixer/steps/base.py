@@ -180,13 +180,20 @@ BUILTIN_STEPS = {
     "decontaminate": "mixer.steps.decontam",
     "select": "mixer.steps.select",
 }
+# Steps that need an optional extra (``pip install 'mixer[EXTRA]'``).
+STEP_EXTRAS = {"semantic": "semantic", "select": "select"}
 
 
 def get_step(name: str) -> type[Step]:
     import importlib
 
     if name not in STEPS and name in BUILTIN_STEPS:
-        importlib.import_module(BUILTIN_STEPS[name])
+        if name in STEP_EXTRAS:
+            from mixer.extras import import_feature
+
+            import_feature(STEP_EXTRAS[name], BUILTIN_STEPS[name])
+        else:
+            importlib.import_module(BUILTIN_STEPS[name])
     try:
         return STEPS[name]
     except KeyError:

@@ -1,7 +1,8 @@
 """``keyword_filter``: drop records that mention other models or their makers.
 
 Presets: ``tulu_v2`` (the reference recipe: case-insensitive plain substring in any message
-of any role) and ``tulu_v3`` (assistant messages only, whole words). The ledger names the
+of any role) and ``tulu_v3`` (assistant messages only, whole words, and Tulu 3's shorter list:
+BARD, Palm, Anthropic and Claude left out as too ambiguous). The ledger names the
 keyword, the role and the turn where it was found. Known flaw of the reference list, kept
 for fidelity: "Palm" also matches "palm tree" and "napalm" under substring matching.
 """
@@ -22,9 +23,10 @@ TULU_KEYWORDS = [
     "GPT-3.5", "GPT3.5", "GPT 3.5", "BingChat", "Bing Chat", "BARD", "Palm", "Anthropic", "Claude",
     "LAION", "Open Assistant", "OpenAssistant",
 ]
+TULU3_KEYWORDS = [k for k in TULU_KEYWORDS if k not in ("BARD", "Palm", "Anthropic", "Claude")]
 PRESETS = {
     "tulu_v2": {"keywords": TULU_KEYWORDS, "roles": ["system", "user", "assistant"], "match": "substring", "exempt_sources": ["hardcoded"]},
-    "tulu_v3": {"keywords": TULU_KEYWORDS, "roles": ["assistant"], "match": "word", "exempt_sources": ["hardcoded"]},
+    "tulu_v3": {"keywords": TULU3_KEYWORDS, "roles": ["assistant"], "match": "word", "exempt_sources": ["hardcoded"]},
 }
 
 

@@ -18,6 +18,7 @@ import polars as pl
 from pydantic import Field
 
 from mixer.infos import SUM
+from mixer.meta import with_meta
 from mixer.records import kind_of, message_lists, removed_from
 from mixer.steps.base import Mapped, Step, StepConfig, StepContext, register
 from mixer.token_count import count_tokens, resolve_tokenizer
@@ -42,15 +43,6 @@ def message_costs(frame: pl.DataFrame, column: str, tokenizer: str, overhead: in
     )
     cost = count_tokens(flat["content"].to_list(), tokenizer, special) + overhead
     return flat.with_columns(pl.Series("cost", cost)).with_columns(pl.col("cost").cum_sum().over("_i").alias("cum"))
-
-
-def _with_meta(meta: pl.Expr, note: pl.Expr) -> pl.Expr:
-    """Add ``"truncated": {...}`` to a JSON meta string (null or an object)."""
-    empty = meta.is_null() | (meta.str.strip_chars() == "{}")
-    body = pl.concat_str([pl.lit('"truncated":'), note])
-    return pl.when(empty).then(pl.concat_str([pl.lit("{"), body, pl.lit("}")])).otherwise(
-        pl.concat_str([meta.str.strip_chars().str.strip_suffix("}"), pl.lit(","), body, pl.lit("}")])
-    )
 
 
 @register
@@ -93,9 +85,10 @@ class MaxTokens(Step):
         drop = over & pl.col("_last").is_null()
         cutting = over & pl.col("_last").is_not_null()
         note = pl.struct(pl.col("messages").list.len().alias("messages"), pl.col("_tokens").alias("tokens")).struct.json_encode()
-        kept = t.filter(~drop).with_columns(
+        kept = t.filter(~drop)
+        notes = kept.select(note.alias("_note"), cutting.alias("_cut"))
+        kept = with_meta(kept, "truncated", notes["_note"], notes["_cut"]).with_columns(
             pl.when(cutting).then(pl.col("messages").list.head(pl.col("_last") + 1)).otherwise(pl.col("messages")).alias("messages"),
-            pl.when(cutting).then(_with_meta(pl.col("meta"), note)).otherwise(pl.col("meta")).alias("meta"),
         )
         detail = pl.format("{} tokens > max_tokens {} and the first exchange alone does not fit ({})", "_tokens", pl.lit(c.max_tokens), pl.lit(base["tokenizer"]))
         removed = removed_from(t.filter(drop), self.name, "too_long", detail)

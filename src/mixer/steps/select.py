@@ -40,6 +40,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator, model_validator
 
+from mixer.meta import with_meta
 from mixer.records import message_lists, removed_from
 from mixer.select.cache import EmbeddingCache, default_root, embed
 from mixer.select.encoders import MINILM, CausalLMEncoder, Encoder, SentenceEncoder
@@ -102,43 +103,6 @@ def load_encoder(kind: str, model: str, max_length: int | None, device: str, dty
     if kind == "rds_plus":
         return CausalLMEncoder(model, max_length or 2048, 8, device, dtype, b)
     return SentenceEncoder(model, max_length, 64, device, b)
-
-
-def merge_meta(meta: pl.Expr, key: str, payload: pl.Expr) -> pl.Expr:
-    """``meta`` (a JSON object string or null) with ``key`` set to ``payload`` (JSON text).
-    Vectorized string splice; rows whose meta already has ``key`` are handled by
-    ``_replace_key`` (the pipeline may run two select steps)."""
-    m = meta.str.strip_chars()
-    entry = pl.concat_str([pl.lit(json.dumps(key) + ":"), payload])
-    empty = m.is_null() | m.is_in(["", "{}", "null"])
-    is_obj = m.str.starts_with("{") & m.str.ends_with("}")
-    return (
-        pl.when(empty).then(pl.concat_str([pl.lit("{"), entry, pl.lit("}")]))
-        .when(is_obj).then(pl.concat_str([m.str.slice(0, m.str.len_chars() - 1), pl.lit(","), entry, pl.lit("}")]))
-        .otherwise(pl.concat_str([pl.lit('{"meta":'), m, pl.lit(","), entry, pl.lit("}")]))
-    )
-
-
-def _replace_key(meta: str, key: str, payload: str) -> str:
-    d = json.loads(meta)
-    d[key] = json.loads(payload)
-    return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
-
-
-def with_meta(frame: pl.DataFrame, key: str, payload: pl.Series) -> pl.DataFrame:
-    """``frame`` with ``payload`` (JSON text per row) merged into its meta under ``key``."""
-    out = frame.with_columns(payload.alias("_p")).with_columns(
-        pl.col("meta").str.json_path_match(f"$.{key}").is_not_null().fill_null(False).alias("_has"),
-        merge_meta(pl.col("meta"), key, pl.col("_p")).alias("_m"),
-    )
-    if out["_has"].any():  # rare: an earlier select step; parse only those rows
-        rows = out.filter("_has")
-        fixed = [_replace_key(m, key, p) for m, p in zip(rows["meta"].to_list(), rows["_p"].to_list(), strict=True)]
-        idx = np.flatnonzero(out["_has"].to_numpy())
-        m = out["_m"].to_numpy().copy()
-        m[idx] = fixed
-        out = out.with_columns(pl.Series("_m", m, dtype=pl.Utf8))
-    return out.with_columns(pl.col("_m").alias("meta")).drop("_p", "_has", "_m")
 
 
 def _json_str(values: list[str]) -> dict[str, str]:
