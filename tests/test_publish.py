@@ -106,7 +106,7 @@ def test_earlier_build_and_empty_folder_are_replaced(tmp_path: Path) -> None:
     (out / ".cache" / "stats.parquet").write_bytes(b"derived")  # what mixer's tools add later
     build(load_spec(spec), out)
     assert {k: v for k, v in _tree(out).items() if k != "manifest.json"} == {k: v for k, v in first.items() if k != "manifest.json"}
-    assert json.loads((out / "manifest.json").read_text())["written"] == ["manifest.json", *OUTPUTS]
+    assert json.loads((out / "manifest.json").read_text())["written"] == sorted(["manifest.json", "README.md", *OUTPUTS])
 
 
 def test_build_holding_a_user_file_is_refused(tmp_path: Path) -> None:
