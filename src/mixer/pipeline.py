@@ -21,7 +21,6 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from mixer import __version__, output, publish
-from mixer.arrow_out import write_frame
 from mixer.card import CARD_FILE, card
 from mixer.io import sha256_file
 from mixer.output import ShardWriter, read_mixture
@@ -77,13 +76,40 @@ def _counts(frame: pl.DataFrame) -> dict[str, int]:
 @dataclass
 class BuildResult:
     output: Path
-    removed: pl.DataFrame
     manifest: dict[str, Any]
+
+    @functools.cached_property
+    def removed(self) -> pl.DataFrame:
+        """The ledger, read from the build when first asked for."""
+        return pl.read_parquet(self.output / "removed.parquet")
 
     @functools.cached_property
     def mixture(self) -> pl.DataFrame:
         """The mixture, read from the build's shards when first asked for."""
         return read_mixture(self.output, self.manifest)
+
+
+class RemovedSink:
+    """The ledger written to ``removed.parquet`` as stages hand it over (never all held),
+    with its counts per source and reason for the manifest."""
+
+    def __init__(self, tmp: Path, kind: str):
+        self.kind = kind
+        self.writer = ShardWriter(tmp, "removed", conform_removed(empty_removed(), kind), shard_rows=None, row_group=output.ROW_GROUP)
+        self.by_reason: dict[str, dict[str, int]] = {}
+        self.rows = 0
+
+    def append(self, frame: pl.DataFrame) -> None:
+        if frame.height == 0:
+            return
+        for src, reason, n in frame.group_by("source", "reason").len().iter_rows():
+            self.by_reason.setdefault(src, {})[reason] = self.by_reason.get(src, {}).get(reason, 0) + int(n)
+        self.rows += frame.height
+        self.writer.write(conform_removed(frame, self.kind))
+
+    def close(self) -> None:
+        self.writer.close()
+        self.by_reason = {s: dict(sorted(r.items())) for s, r in sorted(self.by_reason.items())}
 
 
 @dataclass
@@ -163,16 +189,16 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
     t_start = time.perf_counter()
     try:
         eng.begin(tmp)
-        frames, removed, sources_info = [], [], {}
+        frames, sources_info = [], {}
+        removed = RemovedSink(tmp, _kind(spec))
         with rep:
             for name, src in spec.sources.items():
                 rep.begin(name, 3 + len(src.steps) + (src.sample is not None))
             if spec.mix:
                 rep.begin("mix", len(spec.mix) + 1)
             for name, src in spec.sources.items():
-                frame, rem, info = _build_source(src, spec, tmp, ledger, rep, order, eng)
+                frame, info = _build_source(src, spec, tmp, ledger, rep, order, eng, removed)
                 frames.append(frame)
-                removed.append(rem)
                 sources_info[name] = info
                 rep.finish(name, f"{eng.rows(frame):,} records")
             mix = eng.concat(frames)
@@ -191,10 +217,9 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
             if spec.mix:
                 rep.finish("mix", f"{written.rows:,} records")
             stats_files = _stats(spec, tmp, written, sources_info, rep)
-        removed_all = conform_removed(pl.concat(removed, how="diagonal_relaxed") if removed else empty_removed(), _kind(spec))
-        write_frame(removed_all, tmp / "removed.parquet")
+        removed.close()
         files = [*written.files, "removed.parquet", *stats_files]
-        manifest = _manifest(spec, written, removed_all, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
+        manifest = _manifest(spec, written, removed, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
         if eng.name != "local":
             manifest["engine"] = getattr(eng, "describe", lambda: eng.name)()
         (tmp / CARD_FILE).write_text(card(manifest))  # README.md: the build as a Hugging Face dataset
@@ -202,7 +227,7 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
     except BaseException:
         publish.discard(tmp)
         raise
-    return BuildResult(out, removed_all, manifest)
+    return BuildResult(out, manifest)
 
 
 def _stats(spec: Spec, tmp: Path, written: Written, sources_info: dict[str, Any], rep: Any) -> list[str]:
@@ -216,9 +241,9 @@ def _stats(spec: Spec, tmp: Path, written: Written, sources_info: dict[str, Any]
     return write_build_stats(mix, tmp, resolve_tokenizer(spec.tokenizer, spec.root, "stats"), sources_info, rep)
 
 
-def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: Any, order: list[str], eng: Any) -> tuple[Any, pl.DataFrame, dict[str, Any]]:
+def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: Any, order: list[str], eng: Any,
+                  removed: RemovedSink) -> tuple[Any, dict[str, Any]]:
     name = src.name
-    removed: list[pl.DataFrame] = []
     rep.stage(name, "load")
     t0 = time.perf_counter()
     loaded = eng.load(src, spec)
@@ -275,14 +300,12 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     }
     if sample_info is not None:
         info["sample"] = sample_info
-    return frame, pl.concat(removed, how="diagonal_relaxed"), info
+    return frame, info
 
 
-def _manifest(spec: Spec, mix: Written, removed: pl.DataFrame, sources: dict[str, Any], ledger: Ledger, tmp: Path, files: list[str], seconds: float) -> dict[str, Any]:
+def _manifest(spec: Spec, mix: Written, removed: RemovedSink, sources: dict[str, Any], ledger: Ledger, tmp: Path, files: list[str], seconds: float) -> dict[str, Any]:
     final = mix.counts
-    by_reason: dict[str, dict[str, int]] = {}
-    for src, reason, n in removed.group_by("source", "reason").len().sort("source", "reason").iter_rows():
-        by_reason.setdefault(src, {})[reason] = n
+    by_reason = removed.by_reason
     for name, info in sources.items():
         info["kept"] = final.get(name, 0)
         info["removed"] = by_reason.get(name, {})
@@ -297,8 +320,8 @@ def _manifest(spec: Spec, mix: Written, removed: pl.DataFrame, sources: dict[str
         "seed": spec.seed,
         "tokenizer": spec.tokenizer,
         "records": mix.rows,
-        "removed": removed.height,
-        "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size, "rows": mix.file_rows.get(f, removed.height if f.startswith("removed") else None)} for f in files},
+        "removed": removed.rows,
+        "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size, "rows": mix.file_rows.get(f, removed.rows if f.startswith("removed") else None)} for f in files},
         "sources": sources,
         "steps": ledger.entries,
         "versions": _versions(),
