@@ -6,14 +6,15 @@ to ``.NAME.old-PID-NS``, the temp folder to ``NAME``, then the old one is delete
 output may be replaced only when it is missing, an empty folder, or an earlier mixer build
 (a complete ``manifest.json`` whose ``written`` list covers every file in the folder but
 what mixer's tools add later, ``DERIVED``; older builds without that list qualify by their
-manifest alone). Anything else is refused unless
-``force``: then the build's files are moved into the folder one by one, replacing files of
-the same name, and nothing else in it is removed.
+manifest alone). Anything else is refused unless ``force``: then the build's files are
+moved into the folder one by one, replacing files of the same name, and nothing else in it
+is removed. A kill during that merge leaves no complete manifest (it is written last).
 
 A kill at any point leaves at most one hidden folder per dead process. ``recover`` (run by
 the next build and when a build folder is opened) puts a renamed-away old build back when
 the output is missing, and deletes the temp/old folders of processes that are gone; only
-the published folder is ever read as a build.
+the published folder is ever read as a build. (Liveness is a local PID check: builds of
+one output from several machines on shared storage are not supported.)
 
 ``MIXER_TEST_PAUSE_AT=<point>`` makes a build print ``mixer-test-paused-at <point>`` to
 stderr and sleep at that point (``tmp-complete``, ``old-renamed``, ``published``), so a
@@ -161,7 +162,12 @@ def publish(tmp: Path, output: Path, manifest: dict, force: bool = False) -> Non
         old = output.parent / f".{output.name}.old-{os.getpid()}-{time.time_ns()}"
         output.rename(old)
         _pause("old-renamed")
-    tmp.rename(output)
+    try:
+        tmp.rename(output)
+    except OSError:
+        if old is not None and not output.exists():
+            old.rename(output)  # another build got there first, or the disk failed: keep the old one
+        raise
     _pause("published")
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
