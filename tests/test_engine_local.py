@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mixer.engines import LocalEngine, make_engine
-from mixer.engines.merge import MergeError, format_rules, merge_infos
+from mixer.infos import MergeError, format_rules, merge_infos
 from mixer.pipeline import build
 from mixer.spec import load_spec
 
@@ -26,7 +26,7 @@ def test_local_engine_is_the_default_build(repo: Path, tmp_path: Path) -> None:
 def test_make_engine_rejects_unknown_names_and_options() -> None:
     with pytest.raises(ValueError, match="unknown engine 'spark'"):
         make_engine("spark")
-    with pytest.raises(ValueError, match="takes no options"):
+    with pytest.raises(ValueError, match="takes batch_rows"):
         make_engine("local", address="x:1")
 
 

@@ -250,15 +250,25 @@ def test_upsampled_copies_are_not_duplicates(code_frame: pl.DataFrame) -> None:
     assert res.kept.filter(pl.col("id").str.ends_with("~1")).height == 50
 
 
-def test_spilled_signatures_give_the_same_result(code_frame: pl.DataFrame, tmp_path: Path) -> None:
-    ctx = StepContext(source_order=["codealpaca", "new_codealpaca", "gpteacher"], work_dir=tmp_path)
-    a, _ = _run(code_frame, ctx, memory_mb=1)  # forces memory-mapped signatures and band keys
-    b, _ = _run(code_frame)
-    assert a.removed.equals(b.removed)
-    assert not (tmp_path / "dedup" / "spill").exists() or not any((tmp_path / "dedup" / "spill").iterdir())
-    table = pl.read_parquet(tmp_path / "dedup" / "minhash.clusters.parquet")
-    assert table.filter(~pl.col("kept")).height == a.removed.height
-    assert json.loads((tmp_path / "dedup" / "minhash.json").read_text())["num_perm"] == 128
+def test_batches_give_the_same_result(code_frame: pl.DataFrame, tmp_path: Path) -> None:
+    """Map per batch, decide on band keys and a second pass for edge endpoints: the same
+    removals and cluster table as one batch, whatever the batch size."""
+    from mixer.engines.local import LocalEngine
+    from mixer.spec import StepSpec
+
+    order = ["codealpaca", "new_codealpaca", "gpteacher"]
+    whole, _ = _run(code_frame, StepContext(source_order=order, work_dir=tmp_path / "a"))
+    eng = LocalEngine(batch_rows=97, threads=2)
+    eng.begin(tmp_path / "spill")
+    ctx = StepContext(source_order=order, work_dir=tmp_path / "b")
+    parts = eng.run_step(StepSpec("minhash", MinHashConfig(), "mix"), eng._split(code_frame, "sft"), ctx)
+    assert len(parts.kept.parts) > 10  # 23 batches in, those emptied by the step dropped
+    assert parts.removed.drop("messages").equals(whole.removed) and eng.collect(parts.kept).equals(whole.kept)
+    assert parts.removed["messages"].null_count() == 0  # the engine attaches the removed text
+    tables = [pl.read_parquet(tmp_path / d / "dedup" / "minhash.clusters.parquet") for d in ("a", "b")]
+    assert tables[0].equals(tables[1]) and tables[0].filter(~pl.col("kept")).height == whole.removed.height
+    assert json.loads((tmp_path / "b" / "dedup" / "minhash.json").read_text())["num_perm"] == 128
+    assert parts.info["compared"] == whole.info["compared"] == code_frame.height
 
 
 @pytest.mark.parametrize("verify", ["none", "signature"])

@@ -37,4 +37,6 @@ def to_table(frame: pl.DataFrame) -> pa.Table:
 def write_frame(frame: pl.DataFrame, path: Path, row_group_size: int = 50_000) -> None:
     """Parquet with zstd, statistics and ``string`` / ``list`` types (same bytes for the
     same frame: no timestamps are written)."""
-    pq.write_table(to_table(frame), path, compression="zstd", write_statistics=True, row_group_size=row_group_size)
+    # one contiguous chunk: the writer's page breaks follow the input's chunks, which depend
+    # on how the frame was assembled (batches, engine), never on its rows
+    pq.write_table(to_table(frame).combine_chunks(), path, compression="zstd", write_statistics=True, row_group_size=row_group_size)

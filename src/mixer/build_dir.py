@@ -54,7 +54,9 @@ class BuildDir:
 
     @functools.cached_property
     def frame(self) -> pl.DataFrame:
-        return pl.read_parquet(self.path / "mixture.parquet")
+        from mixer.output import read_mixture
+
+        return read_mixture(self.path, self.manifest)
 
     @functools.cached_property
     def removed(self) -> pl.DataFrame:

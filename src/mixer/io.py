@@ -17,9 +17,10 @@ from __future__ import annotations
 import glob
 import hashlib
 import io
+import itertools
 import os
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,9 @@ def file_type(path: Path, declared: str | None = None) -> str:
 CHUNK = 1 << 20
 
 
-def iter_decompressed(path: Path, chunk: int = CHUNK) -> Generator[bytes, None, None]:
-    """The bytes of a file, decompressed by its suffix (.gz, .zst/.zstd), chunk by chunk.
+def iter_decompressed(path: Path, chunk: int = CHUNK, digest: Any = None) -> Generator[bytes, None, None]:
+    """The bytes of a file, decompressed by its suffix (.gz, .zst/.zstd), chunk by chunk;
+    ``digest`` (a hashlib object) sees the file's own bytes as they are read.
 
     Every frame (zstd) or member (gzip) must be complete: a cut or corrupt file raises
     InputError naming it, like ``zstd -t`` / ``gzip -t``, because its records cannot be
@@ -94,11 +96,19 @@ def iter_decompressed(path: Path, chunk: int = CHUNK) -> Generator[bytes, None, 
     elif name.endswith((".zst", ".zstd")):
         codec = "zstd"
     else:
-        with open(path, "rb") as f:
-            yield from iter(lambda: f.read(chunk), b"")
-        return
+        codec = ""
     with open(path, "rb") as f:
-        yield from _decompress(iter(lambda: f.read(chunk), b""), codec, path)
+        raw = _hashed(iter(lambda: f.read(chunk), b""), digest)
+        yield from (_decompress(raw, codec, path) if codec else raw)
+
+
+def _hashed(chunks: Iterator[bytes], digest: Any) -> Iterator[bytes]:
+    """The file's bytes, fed to ``digest`` (a hashlib object) on the way: a fingerprint of
+    what was read, computed in the same pass."""
+    for c in chunks:
+        if digest is not None:
+            digest.update(c)
+        yield c
 
 
 def _new_decompressor(codec: str) -> Any:
@@ -201,12 +211,12 @@ def _frame_from_dicts(rows: list[dict], where: str) -> pl.DataFrame:
         raise InputError(f"{where}: records do not share a consistent schema ({str(e).splitlines()[0]})") from None
 
 
-def _parse_lines(data: bytes, path: Path, on_error: str) -> tuple[pl.DataFrame, list[Bad]]:
+def _parse_lines(data: bytes, path: Path, on_error: str, first_line: int = 1) -> tuple[pl.DataFrame, list[Bad]]:
     """JSON lines, one ``orjson`` parse per line in both modes, so ``raise`` and ``skip``
     read every good line identically (duplicate keys: the last wins; a lone surrogate
     escape is a malformed line, never a NUL)."""
     rows, lines, bad = [], [], []
-    for i, line in enumerate(data.split(b"\n"), start=1):
+    for i, line in enumerate(data.split(b"\n"), start=first_line):
         if not line.strip():
             continue
         try:
@@ -323,26 +333,146 @@ def ledger_name(path: Path, paths: list[Path]) -> str:
     return path.relative_to(common).as_posix()
 
 
-def load_files(patterns: list[str], root: Path, source: str, ftype: str | None = None, on_error: str = "raise", json_field: str | None = None) -> Loaded:
-    """Read and concatenate files; malformed lines become ledger rows under ``on_error: skip``."""
+BATCH_BYTES = 32 << 20
+
+
+def iter_file(path: Path, ftype: str | None, on_error: str, json_field: str | None = None, digest: Any = None,
+              batch_bytes: int = BATCH_BYTES) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
+    """One file as raw frames of about ``batch_bytes`` each, plus its unreadable items.
+
+    JSON lines (plain or compressed) are cut at line ends and parsed part by part; parquet
+    is read by record batches; a JSON document (an array) and CSV/TSV files are read whole.
+    ``digest`` sees the file's bytes in the same pass (else it reads the file once more)."""
+    kind = file_type(path, ftype)
+    if kind == "parquet" and not path.name.lower().endswith(COMPRESSIONS):
+        yield from _iter_parquet(path, batch_bytes)
+        _digest_file(path, digest)
+        return
+    if kind in ("parquet", "csv", "tsv"):
+        yield read_file(path, ftype, on_error, json_field)
+        _digest_file(path, digest)
+        return
+    chunks = iter_decompressed(path, digest=digest)
+    head = b""
+    for c in chunks:  # enough of the start to tell a document from lines
+        head += c
+        if head.lstrip(BOM + b" \t\r\n") or len(head) > batch_bytes:
+            break
+    start = head[len(BOM):] if head.startswith(BOM) else head
+    if kind == "json" or start.lstrip()[:1] == b"[":
+        yield parse_json_text(b"".join([head, *chunks]), path, kind, on_error, json_field)
+        return
+    yield from _iter_lines(itertools.chain([start], chunks), path, on_error, batch_bytes)
+
+
+def _iter_lines(chunks: Iterator[bytes], path: Path, on_error: str, batch_bytes: int) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
+    """JSON lines parsed in parts of about ``batch_bytes``, each cut at a line end (a line
+    longer than that is one part); line numbers run on across parts."""
+    pending: list[bytes] = []
+    size, line, emitted = 0, 1, False
+    for c in itertools.chain(chunks, [None]):
+        final = c is None
+        if c:
+            pending.append(c)
+            size += len(c)
+        if not final and size < batch_bytes:
+            continue
+        data = b"".join(pending)  # joined once per part, not once per chunk
+        while data and (final or len(data) >= batch_bytes):
+            cut = data.rfind(b"\n", 0, batch_bytes) + 1 or data.find(b"\n", batch_bytes) + 1
+            if cut == 0:
+                if not final:
+                    break  # a line longer than a part: read on
+                cut = len(data)
+            yield _parse_lines(data[:cut], path, on_error, line)
+            emitted = True
+            line += data.count(b"\n", 0, cut)
+            data = data[cut:]
+        pending, size = [data], len(data)
+    if not emitted:
+        yield _parse_lines(b"", path, on_error, line)
+
+
+def _iter_parquet(path: Path, batch_bytes: int) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        f = pq.ParquetFile(path)
+        meta = f.metadata
+        per_row = 3 * path.stat().st_size / max(1, meta.num_rows)  # decoded rows are larger than stored ones
+        rows = max(1024, int(batch_bytes / max(1.0, per_row)))
+        at = 0
+        for batch in f.iter_batches(batch_size=rows):
+            df = pl.from_arrow(batch)
+            assert isinstance(df, pl.DataFrame)
+            yield df.with_columns(pl.format("{}#{}", pl.lit(str(path)), pl.int_range(at, at + df.height)).alias("_origin")), []
+            at += df.height
+        if meta.num_rows == 0:
+            yield pl.DataFrame(), []
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - arrow raises many kinds on bad files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise InputError(f"{path}: not a readable parquet file ({msg[:200]})") from None
+
+
+def _digest_file(path: Path, digest: Any) -> None:
+    if digest is not None:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                digest.update(chunk)
+
+
+def iter_files(patterns: list[str], root: Path, source: str, ftype: str | None = None, on_error: str = "raise",
+               json_field: str | None = None, batch_bytes: int = BATCH_BYTES) -> Iterator[Loaded]:
+    """The files of a source as consecutive parts (``_row`` numbered across all of them);
+    malformed items become ledger rows under ``on_error: skip``. A file's fingerprint goes
+    with its last part (``Loaded.inputs``), computed while its bytes are read."""
     paths = expand_paths(patterns, root)
-    frames, removed, inputs = [], [], []
     seen: dict[Path, int] = {}
     n = 0
     for path in paths:
-        df, bad = read_file(path, ftype, on_error, json_field)
-        inputs.append({"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size, "rows": df.height + len(bad)})
-        if bad:
-            name = ledger_name(path, paths)
-            repeat = f"@{seen[path]}" if seen.get(path) else ""  # the same file named twice
-            ids = [f"{source}:bad:{name}{repeat}{b.at}" for b in bad]
-            removed.append(removed_frame(ids, source, "load", [b.reason for b in bad], [f"{path}{b.at}: {b.error}" for b in bad]))
+        digest = hashlib.sha256()
+        rows = 0
+        name = ledger_name(path, paths)
+        repeat = f"@{seen[path]}" if seen.get(path) else ""  # the same file named twice
         seen[path] = seen.get(path, 0) + 1
-        if df.height:
-            frames.append(df.with_columns(pl.int_range(n, n + df.height, dtype=pl.Int64).alias("_row")))
+        parts = iter_file(path, ftype, on_error, json_field, digest, batch_bytes)
+        part = next(parts, None)
+        while part is not None:
+            df, bad = part
+            part = next(parts, None)
+            rows += df.height + len(bad)
+            removed = empty_removed()
+            if bad:
+                ids = [f"{source}:bad:{name}{repeat}{b.at}" for b in bad]
+                removed = removed_frame(ids, source, "load", [b.reason for b in bad], [f"{path}{b.at}: {b.error}" for b in bad])
+            raw = df.with_columns(pl.int_range(n, n + df.height, dtype=pl.Int64).alias("_row")) if df.height else _empty_raw()
             n += df.height
-    raw = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame({"_row": [], "_origin": []}, schema={"_row": pl.Int64, "_origin": pl.Utf8})
+            inputs = [] if part is not None else [{"path": str(path), "sha256": digest.hexdigest(), "bytes": path.stat().st_size, "rows": rows}]
+            yield Loaded(raw, removed, inputs)
+
+
+def _empty_raw() -> pl.DataFrame:
+    return pl.DataFrame({"_row": [], "_origin": []}, schema={"_row": pl.Int64, "_origin": pl.Utf8})
+
+
+def concat_loaded(parts: Iterable[Loaded]) -> Loaded:
+    """Parts of a source as one ``Loaded`` (for callers that want the whole source)."""
+    frames, removed, inputs = [], [], []
+    for p in parts:
+        if p.raw.height:
+            frames.append(p.raw)
+        if p.removed.height:
+            removed.append(p.removed)
+        inputs.extend(p.inputs)
+    raw = pl.concat(frames, how="diagonal_relaxed") if frames else _empty_raw()
     return Loaded(raw, pl.concat(removed) if removed else empty_removed(), inputs)
+
+
+def load_files(patterns: list[str], root: Path, source: str, ftype: str | None = None, on_error: str = "raise", json_field: str | None = None) -> Loaded:
+    """Read and concatenate files; malformed lines become ledger rows under ``on_error: skip``."""
+    return concat_loaded(iter_files(patterns, root, source, ftype, on_error, json_field))
 
 
 def load_hub(path: str, name: str | None, split: str, revision: str | None, data_files: Any, source: str, root: Path) -> Loaded:

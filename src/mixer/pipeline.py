@@ -8,6 +8,8 @@ bug and stops the build.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import platform
 import time
 from dataclasses import dataclass, field
@@ -16,24 +18,23 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
-from mixer import __version__, publish
-from mixer.arrow_out import write_frame
+from mixer import __version__, output, publish
 from mixer.card import CARD_FILE, card
-from mixer.formats.base import FormatContext, get_format
-from mixer.io import Loaded, files_of, sha256_file
+from mixer.io import sha256_file
+from mixer.output import ShardWriter, read_mixture
 from mixer.progress import NullReporter
-from mixer.records import conform, empty_records, empty_removed
-from mixer.removed_content import conform_removed, with_content
+from mixer.records import empty_records, empty_removed
+from mixer.removed_content import conform_removed
 from mixer.spec import SourceSpec, Spec, StepSpec
-from mixer.steps.base import StepContext, StepResult, get_step
+from mixer.stages import LedgerError
+from mixer.steps.base import StepContext, StepResult
 
 OUTPUTS = ("mixture.parquet", "removed.parquet")
+# manifest.json format; the changelog is in the README ("Manifest format")
+FORMAT_VERSION = 2
 _LIBS = ("polars", "pyarrow", "numpy", "datasets", "datasketch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "torch")
-
-
-class LedgerError(RuntimeError):
-    """A stage lost or invented rows: rows in != kept + removed."""
 
 
 @dataclass
@@ -72,57 +73,75 @@ def _counts(frame: pl.DataFrame) -> dict[str, int]:
     return {s: int(n) for s, n in frame.group_by("source").len().sort("source").iter_rows()}
 
 
-def _check_removed_ids(before: pl.DataFrame, removed: pl.DataFrame, where: str) -> None:
-    if removed.height and not removed["id"].is_in(before["id"].implode()).all():
-        bad = removed.filter(~pl.col("id").is_in(before["id"].implode()))["id"].head(3).to_list()
-        raise LedgerError(f"{where}: removed ids that were not in its input: {bad}")
-
-
 @dataclass
 class BuildResult:
     output: Path
-    mixture: pl.DataFrame
-    removed: pl.DataFrame
     manifest: dict[str, Any]
 
+    @functools.cached_property
+    def removed(self) -> pl.DataFrame:
+        """The ledger, read from the build when first asked for."""
+        return pl.read_parquet(self.output / "removed.parquet")
 
-# ------------------------------------------------------------------------------ stages
-
-
-def load_source(src: SourceSpec, spec: Spec) -> Loaded:
-    """Local files, hub data files one by one, or their local mirror (see mixer.sources)."""
-    from mixer.sources import load_raw
-
-    return load_raw(src, spec)
-
-
-def format_source(raw: pl.DataFrame, src: SourceSpec, spec: Spec) -> StepResult:
-    """Run the source's format and check that every raw row is emitted or removed."""
-    fmt = get_format(src.format.name)
-    if raw.height == 0:
-        return StepResult(empty_records(fmt.kind), empty_removed())
-    ctx = FormatContext(src.name, spec.seed, spec.tokenizer, spec.root)
-    try:
-        res = fmt.fn(raw, src.format.config, ctx)
-    except (ValueError, KeyError, pl.exceptions.PolarsError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise ValueError(f"{files_of(raw)}: source {src.name!r}, format {src.format.name!r}: {msg}") from None
-    res.kept = conform(res.kept) if res.kept.height else empty_records(fmt.kind)
-    if ctx.info:
-        res.info = {**ctx.info, **res.info}
-    row = r"^[^:]+:(\d+)"
-    covered = pl.concat([res.kept.select("id"), res.removed.select("id")])["id"].str.extract(row, 1).cast(pl.Int64, strict=False)
-    missing = raw.filter(~pl.col("_row").is_in(covered.drop_nulls().implode()))
-    if missing.height:
-        raise LedgerError(f"source {src.name!r}: format {src.format.name!r} neither emitted nor removed raw rows {missing['_origin'].head(3).to_list()}")
-    return res
+    @functools.cached_property
+    def mixture(self) -> pl.DataFrame:
+        """The mixture, read from the build's shards when first asked for."""
+        return read_mixture(self.output, self.manifest)
 
 
-def run_step(step: StepSpec, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
-    cls = get_step(step.name)
-    res = cls(step.config).run(frame, ctx)
-    _check_removed_ids(frame, res.removed, f"{ctx.scope}/{step.name}")
-    return res
+class RemovedSink:
+    """The ledger written to ``removed.parquet`` as stages hand it over (never all held),
+    with its counts per source and reason for the manifest."""
+
+    def __init__(self, tmp: Path, kind: str):
+        self.kind = kind
+        self.writer = ShardWriter(tmp, "removed", conform_removed(empty_removed(), kind), shard_rows=None, row_group=output.ROW_GROUP)
+        self.by_reason: dict[str, dict[str, int]] = {}
+        self.rows = 0
+
+    def append(self, frame: pl.DataFrame) -> None:
+        if frame.height == 0:
+            return
+        for src, reason, n in frame.group_by("source", "reason").len().iter_rows():
+            self.by_reason.setdefault(src, {})[reason] = self.by_reason.get(src, {}).get(reason, 0) + int(n)
+        self.rows += frame.height
+        self.writer.write(conform_removed(frame, self.kind))
+
+    def close(self) -> None:
+        self.writer.close()
+        self.by_reason = {s: dict(sorted(r.items())) for s, r in sorted(self.by_reason.items())}
+
+
+@dataclass
+class Written:
+    """What ``write_records`` wrote: file names (shards, then jsonl), rows, rows per source."""
+
+    files: list[str]
+    rows: int
+    counts: dict[str, int]
+    file_rows: dict[str, int]
+
+
+def write_records(eng: Any, mix: Any, tmp: Path, jsonl: bool) -> Written:
+    """The mixture from the engine's batches into parquet shards (and ``mixture.jsonl``) as
+    they come; record ids must be unique in the mix (checked on the id column alone)."""
+    kind = mix.kind if getattr(mix, "kind", "raw") != "raw" else "sft"
+    writer = ShardWriter(tmp, "mixture", empty_records(kind), output.SHARD_ROWS, output.ROW_GROUP)
+    with open(tmp / "mixture.jsonl", "wb") if jsonl else contextlib.nullcontext() as js:
+        for batch in eng.batches(mix):
+            writer.write(batch)
+            if js is not None:
+                batch.write_ndjson(js)
+    names = writer.close()
+    ids = pl.concat([pl.read_parquet(p, columns=["id"]) for p in writer.paths])
+    dup = ids.filter(pl.col("id").is_duplicated())
+    if dup.height:
+        raise LedgerError(f"record ids are not unique in the mix: {dup['id'].unique().head(3).to_list()}")
+    file_rows = {n: pq.ParquetFile(p).metadata.num_rows for n, p in zip(names, writer.paths, strict=True)}
+    if jsonl:
+        names.append("mixture.jsonl")
+        file_rows["mixture.jsonl"] = writer.rows
+    return Written(names, writer.rows, dict(sorted(writer.counts.items())), file_rows)
 
 
 # ------------------------------------------------------------------------------ build
@@ -169,16 +188,17 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
     tmp = publish.prepare(out, force)
     t_start = time.perf_counter()
     try:
-        frames, removed, sources_info = [], [], {}
+        eng.begin(tmp)
+        frames, sources_info = [], {}
+        removed = RemovedSink(tmp, _kind(spec))
         with rep:
             for name, src in spec.sources.items():
                 rep.begin(name, 3 + len(src.steps) + (src.sample is not None))
             if spec.mix:
                 rep.begin("mix", len(spec.mix) + 1)
             for name, src in spec.sources.items():
-                frame, rem, info = _build_source(src, spec, tmp, ledger, rep, order, eng)
+                frame, info = _build_source(src, spec, tmp, ledger, rep, order, eng, removed)
                 frames.append(frame)
-                removed.append(rem)
                 sources_info[name] = info
                 rep.finish(name, f"{eng.rows(frame):,} records")
             mix = eng.concat(frames)
@@ -190,23 +210,16 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
                 before = eng.counts(mix)
                 res = eng.run_step(step, mix, ctx)
                 ledger.record("mix", step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
-                removed.append(with_content(res.removed, mix, eng))
+                removed.append(res.removed)  # the engines attach the removed records' text
                 mix = res.kept
-            mix = eng.collect(mix)
+            written = write_records(eng, mix, tmp, spec.jsonl if jsonl is None else jsonl)
+            publish.discard(tmp / "spill")
             if spec.mix:
-                rep.finish("mix", f"{mix.height:,} records")
-            stats_files = _stats(spec, mix, tmp, sources_info, rep)
-        dup = mix.filter(pl.col("id").is_duplicated())
-        if dup.height:
-            raise LedgerError(f"record ids are not unique in the mix: {dup['id'].unique().head(3).to_list()}")
-        removed_all = conform_removed(pl.concat(removed, how="diagonal_relaxed") if removed else empty_removed(), _kind(spec))
-        write_frame(mix, tmp / "mixture.parquet")
-        write_frame(removed_all, tmp / "removed.parquet")
-        files = ["mixture.parquet", "removed.parquet", *stats_files]
-        if spec.jsonl if jsonl is None else jsonl:
-            mix.write_ndjson(tmp / "mixture.jsonl")
-            files.append("mixture.jsonl")
-        manifest = _manifest(spec, mix, removed_all, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
+                rep.finish("mix", f"{written.rows:,} records")
+            stats_files = _stats(spec, tmp, written, sources_info, rep)
+        removed.close()
+        files = [*written.files, "removed.parquet", *stats_files]
+        manifest = _manifest(spec, written, removed, sources_info, ledger, tmp, files, time.perf_counter() - t_start)
         if eng.name != "local":
             manifest["engine"] = getattr(eng, "describe", lambda: eng.name)()
         (tmp / CARD_FILE).write_text(card(manifest))  # README.md: the build as a Hugging Face dataset
@@ -214,22 +227,23 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
     except BaseException:
         publish.discard(tmp)
         raise
-    return BuildResult(out, mix, removed_all, manifest)
+    return BuildResult(out, manifest)
 
 
-def _stats(spec: Spec, mix: pl.DataFrame, tmp: Path, sources_info: dict[str, Any], rep: Any) -> list[str]:
+def _stats(spec: Spec, tmp: Path, written: Written, sources_info: dict[str, Any], rep: Any) -> list[str]:
     """``stats.json`` and per-source token counts, when the spec names a tokenizer."""
     if not spec.tokenizer:
         return []
     from mixer.stats import write_build_stats
     from mixer.token_count import resolve_tokenizer
 
+    mix = read_mixture(tmp, {"files": dict.fromkeys(written.files)})
     return write_build_stats(mix, tmp, resolve_tokenizer(spec.tokenizer, spec.root, "stats"), sources_info, rep)
 
 
-def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: Any, order: list[str], eng: Any) -> tuple[Any, pl.DataFrame, dict[str, Any]]:
+def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: Any, order: list[str], eng: Any,
+                  removed: RemovedSink) -> tuple[Any, dict[str, Any]]:
     name = src.name
-    removed: list[pl.DataFrame] = []
     rep.stage(name, "load")
     t0 = time.perf_counter()
     loaded = eng.load(src, spec)
@@ -256,7 +270,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     before = eng.counts(frame)
     res = eng.validate(frame)
     ledger.record(name, "validate", before, res, time.perf_counter() - t0, kept_counts=eng.counts(res.kept))
-    removed.append(with_content(res.removed, frame, eng))
+    removed.append(res.removed)
     frame = res.kept
 
     steps = list(src.steps)
@@ -271,7 +285,7 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
         before = eng.counts(frame)
         res = eng.run_step(step, frame, ctx)
         ledger.record(name, step.name, before, res, time.perf_counter() - t0, step.where, eng.counts(res.kept))
-        removed.append(with_content(res.removed, frame, eng))
+        removed.append(res.removed)
         frame = res.kept
         if step.name == "sample":
             sample_info = res.info
@@ -286,19 +300,18 @@ def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: A
     }
     if sample_info is not None:
         info["sample"] = sample_info
-    return frame, pl.concat(removed, how="diagonal_relaxed"), info
+    return frame, info
 
 
-def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dict[str, Any], ledger: Ledger, tmp: Path, files: list[str], seconds: float) -> dict[str, Any]:
-    final = _counts(mix)
-    by_reason: dict[str, dict[str, int]] = {}
-    for src, reason, n in removed.group_by("source", "reason").len().sort("source", "reason").iter_rows():
-        by_reason.setdefault(src, {})[reason] = n
+def _manifest(spec: Spec, mix: Written, removed: RemovedSink, sources: dict[str, Any], ledger: Ledger, tmp: Path, files: list[str], seconds: float) -> dict[str, Any]:
+    final = mix.counts
+    by_reason = removed.by_reason
     for name, info in sources.items():
         info["kept"] = final.get(name, 0)
         info["removed"] = by_reason.get(name, {})
     return {
         "complete": True,
+        "format_version": FORMAT_VERSION,
         "name": spec.name,
         "kind": _kind(spec),
         "spec_hash": spec.hash,
@@ -306,9 +319,9 @@ def _manifest(spec: Spec, mix: pl.DataFrame, removed: pl.DataFrame, sources: dic
         "spec": spec.raw,
         "seed": spec.seed,
         "tokenizer": spec.tokenizer,
-        "records": mix.height,
-        "removed": removed.height,
-        "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size, "rows": mix.height if f.startswith("mixture") else removed.height if f.startswith("removed") else None} for f in files},
+        "records": mix.rows,
+        "removed": removed.rows,
+        "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size, "rows": mix.file_rows.get(f, removed.rows if f.startswith("removed") else None)} for f in files},
         "sources": sources,
         "steps": ledger.entries,
         "versions": _versions(),

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -24,8 +25,9 @@ from mixer.io import (
     HubUnavailable,
     InputError,
     Loaded,
+    concat_loaded,
     expand_paths,
-    load_files,
+    iter_files,
     load_hub,
     sha256_file,
 )
@@ -85,21 +87,34 @@ def _mirrored(load: LoadConfig, source_dir: Path | None) -> bool:
     return any(mirror_path(load, p, source_dir) is not None for p in data_file_list(load)) or is_repo(load.hub)
 
 
-def load_raw(src: SourceSpec, spec: Spec) -> Loaded:
-    """The raw frame of one source (``_row``, ``_origin``) and what was read."""
+def iter_raw(src: SourceSpec, spec: Spec) -> Iterator[Loaded]:
+    """The raw rows of one source as consecutive parts of bounded size (local files and
+    mirrors stream; hub datasets come whole from their Arrow cache)."""
     load = src.load
     source_dir = getattr(spec, "source_dir", None)
     if load.hub is None:
-        return _local(load.paths, spec.root, src, load)
+        yield from _local(load.paths, spec.root, src, load)
+        return
     if _mirrored(load, source_dir):
         problems = missing_mirror_files(load, source_dir)  # type: ignore[arg-type]
         if problems:
             raise InputError(f"source {src.name!r}: " + "; ".join(problems))
         paths = [str(mirror_path(load, p, source_dir) or p) for p in data_file_list(load)]  # type: ignore[arg-type]
-        loaded = _local(paths, spec.root, src, load)
-        for info in loaded.inputs:
-            info.update({"mirror_of": load.hub, "revision_expected": load.revision})
-        return loaded
+        for part in _local(paths, spec.root, src, load):
+            for info in part.inputs:
+                info.update({"mirror_of": load.hub, "revision_expected": load.revision})
+            yield part
+        return
+    yield _hub(src, spec)
+
+
+def load_raw(src: SourceSpec, spec: Spec) -> Loaded:
+    """The raw frame of one source (``_row``, ``_origin``) and what was read."""
+    return concat_loaded(iter_raw(src, spec))
+
+
+def _hub(src: SourceSpec, spec: Spec) -> Loaded:
+    load = src.load
     files = load.data_files
     if not isinstance(files, (str, list)):
         return load_hub(load.hub, load.name, load.split, load.revision, files, src.name, spec.root)
@@ -137,14 +152,15 @@ def _hub_xlsx(load: LoadConfig, pattern: str, src: SourceSpec, root: Path) -> Lo
     return loaded
 
 
-def _local(patterns: list[str], root: Path, src: SourceSpec, load: LoadConfig) -> Loaded:
+def _local(patterns: list[str], root: Path, src: SourceSpec, load: LoadConfig) -> Iterator[Loaded]:
     paths = expand_paths(patterns, root)
     xlsx = [p for p in paths if p.name.lower().endswith(".xlsx")]
     if xlsx and len(xlsx) != len(paths):
         raise InputError(f"source {src.name!r}: mixes .xlsx workbooks with other files ({[str(p) for p in paths[:3]]})")
     if xlsx:
-        return _xlsx(xlsx, src.name)
-    return load_files(patterns, root, src.name, load.type, src.on_error, load.field)
+        yield _xlsx(xlsx, src.name)
+        return
+    yield from iter_files(patterns, root, src.name, load.type, src.on_error, load.field)
 
 
 def _xlsx(paths: list[Path], source: str) -> Loaded:

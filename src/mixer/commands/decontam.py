@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import typer
@@ -37,49 +40,89 @@ def guess_format(columns: list[str], path: Path) -> tuple[str, dict]:
     raise AssertionError  # fail() exits
 
 
-def load_records(path: Path, fmt: str, fmt_config: dict, source: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(raw rows, records, rows the format itself rejected) for one file."""
+def iter_records(path: Path, fmt: str, fmt_config: dict, source: str) -> Iterator[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]:
+    """(raw rows, records, rows the load or the format rejected) of one file, part by part
+    (``mixer.io.iter_files``); formats that need the whole file get it in one part."""
     from mixer.formats.base import FormatContext, get_format
-    from mixer.io import InputError, load_files
+    from mixer.infos import format_rules
+    from mixer.io import InputError, concat_loaded, iter_files
     from mixer.records import conform, empty_removed
 
+    parts = iter_files([str(path)], Path.cwd(), source)
     try:
-        loaded = load_files([str(path)], Path.cwd(), source)
+        first = next(parts)
     except InputError as e:
         fail(str(e))
-    raw = loaded.raw
-    if raw.height == 0:
-        fail(f"{path}: no records")
-    cols = [c for c in raw.columns if not c.startswith("_")]
+    cols = [c for c in first.raw.columns if not c.startswith("_")]
     if fmt == "auto":
         fmt, guessed = guess_format(cols, path)
         fmt_config = {**guessed, **fmt_config}
     try:
         spec = get_format(fmt)
         cfg = spec.config(**fmt_config)
-        res = spec.fn(raw, cfg, FormatContext(source))
     except (KeyError, ValueError) as e:
         fail(f"{path}: format {fmt!r}: {e}")
-    removed = pl.concat([loaded.removed, res.removed]) if res.removed.height else loaded.removed
-    return raw, conform(res.kept), removed if removed.height else empty_removed()
+    stream = itertools.chain([first], parts)
+    if format_rules(fmt, cfg) is None:
+        stream = iter([concat_loaded(stream)])
+    seen = 0
+    try:
+        for loaded in stream:
+            raw = loaded.raw
+            seen += raw.height
+            res = spec.fn(raw, cfg, FormatContext(source)) if raw.height else None
+            kept = conform(res.kept) if res is not None and res.kept.height else None
+            bad = [f for f in (loaded.removed, res.removed if res is not None else None) if f is not None and f.height]
+            yield raw, kept if kept is not None else pl.DataFrame(), pl.concat(bad) if bad else empty_removed()
+    except InputError as e:
+        fail(str(e))
+    except (KeyError, ValueError) as e:
+        fail(f"{path}: format {fmt!r}: {e}")
+    if seen == 0:
+        fail(f"{path}: no records")
 
 
 def _row_of(ids: pl.Series) -> pl.Series:
     return ids.str.extract(r":(\d+)(?:\.\d+)?$", 1).cast(pl.Int64)
 
 
-def _write_like(frame: pl.DataFrame, path: Path) -> None:
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        frame.write_parquet(path)
-    elif name.endswith((".jsonl", ".ndjson")):
-        frame.write_ndjson(path)
-    elif name.endswith(".json"):
-        path.write_text(json.dumps(frame.to_dicts(), ensure_ascii=False, indent=1) + "\n")
-    elif name.endswith(".csv"):
-        frame.write_csv(path)
-    else:
-        fail(f"{path}: output must end in .parquet, .jsonl, .json or .csv")
+class _Writer:
+    """The clean file, written part by part in the format its name says."""
+
+    def __init__(self, path: Path):
+        name = path.name.lower()
+        if not name.endswith((".parquet", ".jsonl", ".ndjson", ".json", ".csv")):
+            fail(f"{path}: output must end in .parquet, .jsonl, .json or .csv")
+        self.path, self.kind = path, name.rsplit(".", 1)[-1]
+        self.file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.parquet: Any = None
+        self.rows = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            table = frame.to_arrow()
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.file, table.schema)
+            self.parquet.write_table(table.cast(self.parquet.schema))
+        elif self.kind in ("jsonl", "ndjson"):
+            frame.write_ndjson(self.file)
+        elif self.kind == "json":
+            for row in frame.iter_rows(named=True):
+                self.file.write((b"[\n" if self.rows == 0 else b",\n") + json.dumps(row, ensure_ascii=False).encode())
+                self.rows += 1
+            return
+        else:
+            frame.write_csv(self.file, include_header=self.rows == 0)
+        self.rows += frame.height
+
+    def close(self) -> None:
+        if self.kind == "json":
+            self.file.write(b"[]\n" if self.rows == 0 else b"\n]\n")
+        if self.parquet is not None:
+            self.parquet.close()
+        self.file.close()
 
 
 def _default_output(path: Path) -> Path:
@@ -111,12 +154,17 @@ def decontaminate_cmd(
     top: int = typer.Option(10, "--top", help="Show this many matches."),
 ) -> None:
     """Decontaminate dataset files against eval sets: writes the clean file(s) and a
-    report (contamination.json, contamination_matches.parquet, removed.parquet)."""
+    report (contamination.json, contamination_matches.parquet, removed.parquet). Files are
+    read twice, part by part (match, then write), so memory does not grow with their size."""
     from pydantic import ValidationError
 
     from mixer.decontam import report as report_io
-    from mixer.decontam.apply import DecontamConfig, decontaminate, load_evals
+    from mixer.decontam.apply import DecontamConfig
     from mixer.evalsets import EvalSetError
+    from mixer.infos import merge_infos
+    from mixer.records import empty_removed
+    from mixer.steps.base import StepContext
+    from mixer.steps.decontam import Decontaminate
 
     if output is not None and len(files) > 1:
         fail("--output takes one input file; with several, each gets FILE.decontaminated.EXT")
@@ -143,12 +191,15 @@ def decontaminate_cmd(
         fail("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors()))
     except json.JSONDecodeError as e:
         fail(f"--format-config is not JSON: {e}")
+    step = Decontaminate(cfg)
     try:
-        ev = load_evals(cfg)
+        step.prepare(StepContext())
     except EvalSetError as e:
         fail(str(e))
 
-    raws, frames, rejected, names = [], [], [], []
+    # pass 1: match every part of every file against the eval index, keep only the keys
+    names: list[str] = []
+    keys, infos, rejected = [], [], []
     for f in files:
         if not f.exists():
             fail(f"{f}: no such file")
@@ -156,29 +207,41 @@ def decontaminate_cmd(
         while source in names:
             source += "_"
         names.append(source)
-        raw, recs, bad = load_records(f, fmt, extra, source)
-        raws.append(raw)
-        frames.append(recs)
+        bad = 0
+        for _, recs, gone in iter_records(f, fmt, extra, source):
+            bad += gone.height
+            if recs.height:
+                m = step.map(recs, StepContext())
+                keys.append(m.keys)
+                infos.append(m.info)
         rejected.append(bad)
-    frame = pl.concat(frames, how="vertical_relaxed")
-    out = decontaminate(frame, ev, cfg)
-
     rdir = report_dir or _default_output(files[0]).with_suffix("").with_suffix(".contamination")
-    report_io.write(rdir, out.report, out.matches)
-    out.removed.write_parquet(rdir / "removed.parquet")
-    written = []
-    for f, source, raw, recs in zip(files, names, raws, frames, strict=True):
+    decision = step.decide(pl.concat(keys) if keys else pl.DataFrame(), StepContext(work_dir=rdir), merge_infos(infos, step.info_rules))
+    del keys
+
+    # pass 2: read the files again, write what stays and the ledger
+    removed, written = [], []
+    for f, source in zip(files, names, strict=True):
         dest = output or _default_output(f)
-        gone = out.removed.filter(pl.col("source") == source)["id"]
-        if records:
-            _write_like(recs.filter(~pl.col("id").is_in(gone.implode())), dest)
-        else:
-            rows = _row_of(gone).drop_nulls()
-            _write_like(raw.filter(~pl.col("_row").is_in(rows.implode())).drop(["_row", "_origin"], strict=False), dest)
+        w = _Writer(dest)
+        try:
+            for raw, recs, _ in iter_records(f, fmt, extra, source):
+                kept, gone = step.apply(recs, decision, StepContext()) if recs.height else (recs, None)
+                if gone is not None and gone.height:
+                    removed.append(gone)
+                if records:
+                    w.write(kept)
+                else:
+                    rows = _row_of(gone["id"]).drop_nulls() if gone is not None and gone.height else pl.Series([], dtype=pl.Int64)
+                    w.write(raw.filter(~pl.col("_row").is_in(rows.implode())).drop(["_row", "_origin"], strict=False))
+        finally:
+            w.close()
         written.append(dest)
-    report_io.render(out.report, console, top=top, matches=out.matches)
+    (pl.concat(removed) if removed else empty_removed()).write_parquet(rdir / "removed.parquet")
+    rep, matches = report_io.read(rdir)
+    report_io.render(rep, console, top=top, matches=matches)
     for f, dest, bad in zip(files, written, rejected, strict=True):
-        note = f" ({bad.height} rows the format could not read)" if bad.height else ""
+        note = f" ({bad} rows the format could not read)" if bad else ""
         console.print(f"{f} -> {dest}{note}")
     console.print(f"report: {rdir}/")
 

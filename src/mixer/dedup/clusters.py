@@ -99,6 +99,13 @@ def cluster_table(frame: pl.DataFrame, outcome: pl.DataFrame, which: str, method
     rows, msgs, chunk = outcome["_rep"].to_numpy(), frame.select(message_lists(frame)), 65_536
     snippets = pl.concat([text_of(msgs[rows[s : s + chunk]], which).str.slice(0, SNIPPET_CHARS)
                           for s in range(0, len(rows), chunk)])  # by chunks: 1M members' full texts are GBs
+    return snippet_table(outcome, snippets, method)
+
+
+def snippet_table(outcome: pl.DataFrame, snippets: pl.Series, method: str) -> pl.DataFrame:
+    """The cluster table from an outcome and the snippet of each of its rows."""
+    if outcome.height == 0:
+        return cluster_table(pl.DataFrame(), outcome, "all", method)
     return outcome.with_columns(
         pl.lit(method).alias("method"),
         pl.col("kept_id").alias("cluster"),

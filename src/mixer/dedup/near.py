@@ -98,7 +98,7 @@ class SetStore:
             k = todo[s : s + batch]
             return s, pair_jaccard(self.starts, self.sizes, self.values, a[k], b[k])
 
-        for s, jac in _map(part, list(range(0, len(todo), batch)), self.threads):
+        for s, jac in parallel_map(part, list(range(0, len(todo), batch)), self.threads):
             out[todo[s : s + batch]] = jac
         return out
 
@@ -201,7 +201,7 @@ def compute_signatures(frame: pl.DataFrame, params: MinHashParams, threads: int 
 
     try:
         with progress_task("minhash: signatures", n, progress) as advance:
-            for done in _map(work, bounds, threads or default_threads()):
+            for done in parallel_map(work, bounds, threads or default_threads()):
                 advance(done)
     finally:
         if sets is not None:
@@ -209,7 +209,7 @@ def compute_signatures(frame: pl.DataFrame, params: MinHashParams, threads: int 
     return Signatures(sig, keys, nonempty, lengths, sets, folder)
 
 
-def _map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> Iterator[Any]:
+def parallel_map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> Iterator[Any]:
     if threads <= 1 or len(items) <= 1:
         yield from map(fn, items)
         return
@@ -217,15 +217,15 @@ def _map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> Iterator[A
         yield from pool.map(fn, items)
 
 
-def candidate_edges(sigs: Signatures, progress: Any = None, threads: int | None = None) -> np.ndarray:
-    """Unique candidate edges from all bands (records without shingles never match); bands
-    are sorted on ``threads`` threads."""
-    index = np.flatnonzero(sigs.nonempty)
+def band_candidates(keys: np.ndarray, nonempty: np.ndarray, progress: Any = None, threads: int | None = None) -> np.ndarray:
+    """Unique candidate edges from all bands of ``keys`` (bands, n); records without
+    shingles never match. Bands are sorted on ``threads`` threads."""
+    index = np.flatnonzero(nonempty)
     parts: list[np.ndarray] = []
-    bands = sigs.keys.shape[0]
+    bands = keys.shape[0]
     with progress_task("minhash: LSH bands", bands, progress) as advance:
-        for edges in _map(lambda j: lsh.band_edges(np.asarray(sigs.keys[j])[index], index), list(range(bands)),
-                          threads or default_threads()):
+        for edges in parallel_map(lambda j: lsh.band_edges(np.asarray(keys[j])[index], index), list(range(bands)),
+                                  threads or default_threads()):
             parts.append(edges)
             if sum(len(p) for p in parts) > 20_000_000:  # keep the edge list bounded
                 parts = [lsh.unique_edges(np.concatenate(parts))]
@@ -242,7 +242,7 @@ def signature_similarity(sig: np.ndarray, a: np.ndarray, b: np.ndarray, batch: i
     def part(s: int) -> None:
         out[s : s + batch] = similarity(sig[a[s : s + batch]], sig[b[s : s + batch]])
 
-    for _ in _map(part, list(range(0, len(a), batch)), threads or default_threads()):
+    for _ in parallel_map(part, list(range(0, len(a), batch)), threads or default_threads()):
         pass
     return out
 

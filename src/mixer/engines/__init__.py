@@ -17,9 +17,10 @@ ENGINES = ("local", "ray")
 def make_engine(name: str = "local", **options: Any) -> Engine:
     """An engine by the name used on the command line (``--engine``)."""
     if name == "local":
-        if options:
-            raise ValueError(f"the local engine takes no options (got {sorted(options)})")
-        return LocalEngine()
+        unknown = sorted(set(options) - {"batch_rows", "threads", "key_rows", "memory"})
+        if unknown:
+            raise ValueError(f"the local engine takes batch_rows, threads, key_rows and memory (got {unknown})")
+        return LocalEngine(**options)
     if name == "ray":
         from mixer.extras import require
 

@@ -1,18 +1,21 @@
 """The engine seam: how the pipeline runs its stages, separated from what the stages are.
 
 ``mixer.pipeline.build`` decides the order of stages and keeps the ledger; an engine decides
-where a stage runs and what a "frame" between stages is. The local engine's frame is a
-polars DataFrame in this process. The Ray engine's frame is a list of Arrow blocks in the
-cluster's object store (``mixer.engines.ray_frame.RayFrame``); only compact results (counts,
-ledger rows, keys) come back to the driver until the final mixture is collected.
+where a stage runs and what a "frame" between stages is. The local engine's frame is a list
+of batches spilled to the build's temp folder (``mixer.engines.local.Parts``). The Ray
+engine's frame is a list of Arrow blocks in the cluster's object store
+(``mixer.engines.ray_frame.RayFrame``); only compact results (counts, ledger rows, keys)
+come back to the driver, and the output is written block by block.
 
-Both engines must give the same ``mixture.parquet``, ``removed.parquet`` and ledger for the
-same spec; an engine that cannot distribute a stage exactly runs it gathered (the local code
-on the whole frame) instead of approximating it.
+Both engines run the same step pieces (``mixer.steps.base``) and must give the same
+mixture, ``removed.parquet`` and ledger for the same spec; a step not yet split into pieces
+runs gathered (its whole-frame ``run``) instead of being approximated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
@@ -31,6 +34,9 @@ class Engine(Protocol):
     """What ``build`` needs from an engine. ``Frame`` is engine-specific (see module doc)."""
 
     name: str
+
+    def begin(self, work_dir: Path) -> None:
+        """The build's temp folder (the local engine spills batches there)."""
 
     def load(self, src: SourceSpec, spec: Spec) -> Loaded:
         """Raw rows of a source; ``Loaded.raw`` is this engine's frame."""
@@ -51,6 +57,9 @@ class Engine(Protocol):
 
     def counts(self, frame: Any) -> dict[str, int]:
         """Rows per source (sources with no rows are absent, as in the ledger)."""
+
+    def batches(self, frame: Any) -> Iterator[pl.DataFrame]:
+        """The records in canonical order, a bounded batch at a time (to write the output)."""
 
     def collect(self, frame: Any) -> pl.DataFrame:
         """The frame as one polars DataFrame in this process, in canonical order."""

@@ -1,56 +1,298 @@
-"""The local engine: every stage runs in this process on polars frames (the default).
+"""The local engine: every stage runs in this process, batch by batch (the default).
 
-It is the reference the other engines are checked against; it only forwards to the stage
-functions of ``mixer.pipeline`` so that ``build(spec)`` without an engine behaves exactly
-as it always did.
+A frame between stages is a ``Parts``: consecutive batches in canonical order, each an
+Arrow IPC file in the build's temp folder (``spill/``) once the engine has one (``begin``),
+else a polars frame in memory. A stage reads one batch at a time, so the records held are
+about ``batch_rows`` x ``threads`` batches, whatever the size of the source.
+
+Steps written as pieces run as ``map`` on every batch (on ``threads`` threads, results
+taken in batch order), ``decide`` once on the keys (``reduce``d whenever more than
+``key_rows`` of them are held) and ``apply`` on every batch. Formats that are row-local
+run per batch, the others on the whole source; steps not yet split into pieces
+(``Step.splits()`` false) run gathered, on the whole frame. The output does not depend on
+``batch_rows`` or ``threads``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import polars as pl
 
-from mixer.engines.base import source_counts
+from mixer.engines.base import add_counts, source_counts
+from mixer.infos import MergeError, format_rules, merge_infos
 from mixer.io import Loaded
-from mixer.records import conform, empty_records
+from mixer.records import conform, empty_records, empty_removed
+from mixer.removed_content import with_content
 from mixer.spec import SourceSpec, Spec, StepSpec
-from mixer.steps.base import StepContext, StepResult
+from mixer.stages import check_removed_ids, format_source, make_step
+from mixer.steps.base import Step, StepContext, StepResult
 from mixer.validate import validate
+
+Part = pl.DataFrame | Path
+
+
+@dataclass
+class Parts:
+    """A frame as consecutive batches (files or frames), with its row counts per source."""
+
+    parts: list[Part] = field(default_factory=list)
+    rows: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    kind: str = "sft"
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        for p in self.parts:
+            yield read_part(p)
+
+    def ids(self) -> pl.Series:
+        """Every record's id, in order (read alone from the spilled batches)."""
+        cols = [(pl.read_ipc(p, columns=["id"]) if isinstance(p, Path) else p.select("id"))["id"] for p in self.parts]
+        return pl.concat(cols) if cols else pl.Series("id", [], pl.Utf8)
+
+
+def read_part(p: Part) -> pl.DataFrame:
+    return pl.read_ipc(p) if isinstance(p, Path) else p
+
+
+KEY_BYTES = 160  # a key row held for decide (ids, hashes, band keys), roughly
+RECORD_BYTES = 16_384  # a record in flight in a stage (input, output, temporaries), generously
+
+
+def parse_memory(text: str | int) -> int:
+    """``"4G"``, ``"512M"`` or a number of MiB -> MiB."""
+    if isinstance(text, int):
+        return text
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+    try:
+        return max(1, int(float(t[:-1]) * units[t[-1]])) if t and t[-1] in units else max(1, int(t))
+    except ValueError:
+        raise ValueError(f"--memory: expected a size such as 4G or 512M, got {text!r}") from None
+
+
+def default_memory() -> int:
+    """A quarter of the machine's memory, at most 4 GiB (MiB)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        total = 8192
+    return int(min(4096, max(512, total // 4)))
 
 
 class LocalEngine:
+    """``memory`` (MiB, or "4G") sizes the batches and the keys held for ``decide``: half for
+    keys, a quarter for the batches in flight; ``batch_rows``/``key_rows`` override it."""
+
     name = "local"
 
+    def __init__(self, batch_rows: int | None = None, threads: int = 1, key_rows: int | None = None, memory: int | str | None = None):
+        mb = parse_memory(memory) if memory is not None else default_memory()
+        batch_rows = batch_rows if batch_rows is not None else int(min(65_536, max(1024, mb * 2**20 // 4 // (threads * RECORD_BYTES))))
+        key_rows = key_rows if key_rows is not None else int(max(100_000, mb * 2**20 // 2 // KEY_BYTES))
+        if batch_rows < 1 or threads < 1 or key_rows < 1:
+            raise ValueError("batch_rows, threads and key_rows must be at least 1")
+        self.memory_mb = mb
+        self.batch_rows = batch_rows
+        self.threads = threads
+        self.key_rows = key_rows
+        self.spill_dir: Path | None = None
+        self._n = itertools.count()
+
+    def begin(self, work_dir: Path) -> None:
+        """Spill batches under ``work_dir/spill`` (the build's temp folder) from now on."""
+        self.spill_dir = Path(work_dir) / "spill"
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ frames
+
+    def _part(self, frame: pl.DataFrame) -> Part:
+        if self.spill_dir is None:
+            return frame
+        path = self.spill_dir / f"{next(self._n):07d}.arrow"
+        frame.write_ipc(path, compression="uncompressed")
+        return path
+
+    def _parts(self, frames: list[pl.DataFrame], kind: str) -> Parts:
+        """Batches as a frame (spilled when the engine has a folder)."""
+        return _assemble([(self._part(f), f.height, _counts(f)) for f in frames], kind)
+
+    def _split(self, frame: pl.DataFrame, kind: str) -> Parts:
+        return self._parts([frame.slice(a, self.batch_rows) for a in range(0, frame.height, self.batch_rows)] or [frame], kind)
+
+    def _pmap(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        """``fn`` over ``items``, results in order (threads overlap polars/numpy kernels)."""
+        if self.threads == 1 or len(items) < 2:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(min(self.threads, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    def _over(self, fn: Callable[[pl.DataFrame], Any], frame: Parts) -> list[Any]:
+        """``fn`` on every batch of ``frame``, reading each batch where it runs."""
+        return self._pmap(lambda p: fn(read_part(p)), frame.parts)
+
+    # ------------------------------------------------------------------ Engine protocol
+
     def load(self, src: SourceSpec, spec: Spec) -> Loaded:
-        from mixer.engines.storage import load_source_anywhere
+        """The source read part by part (``mixer.sources.iter_raw``), each part cut into
+        batches and spilled as it comes; URL sources are staged whole first."""
+        from mixer.engines.storage import is_url, load_source_anywhere
+        from mixer.sources import iter_raw
 
-        return load_source_anywhere(src, spec)
+        if src.load.hub is None and any(is_url(p) for p in src.load.paths):
+            parts = iter([load_source_anywhere(src, spec)])
+        else:
+            parts = iter_raw(src, spec)
+        batches: list[tuple[Part, int, dict[str, int]]] = []
+        removed: list[pl.DataFrame] = []
+        inputs: list[dict[str, Any]] = []
+        for part in parts:
+            for a in range(0, part.raw.height, self.batch_rows):
+                b = part.raw.slice(a, self.batch_rows)
+                batches.append((self._part(b), b.height, {}))
+            removed.append(part.removed)
+            inputs.extend(part.inputs)
+        frame = _assemble(batches or [(pl.DataFrame(schema={"_row": pl.Int64, "_origin": pl.Utf8}), 0, {})], "raw")
+        return Loaded(frame, _concat(removed), inputs)  # type: ignore[arg-type]
 
-    def format(self, raw: pl.DataFrame, src: SourceSpec, spec: Spec) -> StepResult:
-        from mixer.pipeline import format_source
+    def format(self, raw: Parts, src: SourceSpec, spec: Spec) -> StepResult:
+        kind = "preference" if src.format.kind == "preference" else "sft"
+        rules = format_rules(src.format.name, src.format.config)
+        if rules is not None and len(raw.parts) > 1:
+            results = self._over(lambda b: format_source(b, src, spec), raw)
+            try:
+                info = merge_infos([r.info for r in results], rules)
+            except MergeError:
+                pass
+            else:
+                return _release(raw, StepResult(self._parts([r.kept for r in results], kind), _concat([r.removed for r in results]), info))
+        res = format_source(pl.concat(list(raw.batches()), how="diagonal_relaxed"), src, spec)
+        return _release(raw, StepResult(self._split(res.kept, kind), res.removed, res.info))
 
-        return format_source(raw, src, spec)
+    def validate(self, frame: Parts) -> StepResult:
+        results = self._over(validate_batch, frame)
+        out = StepResult(self._parts([r.kept for r in results], frame.kind), _concat([r.removed for r in results]), merge_infos([r.info for r in results], {}))
+        return _release(frame, out)
 
-    def validate(self, frame: pl.DataFrame) -> StepResult:
-        return validate(frame)
+    def run_step(self, step: StepSpec, frame: Parts, ctx: StepContext) -> StepResult:
+        obj = make_step(step)
+        if not obj.splits():
+            whole = pl.concat(list(frame.batches()), how="vertical_relaxed")
+            res = obj.run(whole, ctx)
+            check_removed_ids(whole, res.removed, f"{ctx.scope}/{step.name}")
+            res.removed = with_content(res.removed, whole)
+            return _release(frame, StepResult(self._split(conform(res.kept), frame.kind), res.removed, res.info))
+        res = self._pieces(obj, frame, ctx)
+        if res.removed.height:
+            check_removed_ids(pl.DataFrame({"id": frame.ids()}), res.removed, f"{ctx.scope}/{step.name}")
+        return _release(frame, res)
 
-    def run_step(self, step: StepSpec, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
-        from mixer.pipeline import run_step
+    def _pieces(self, step: Step, frame: Parts, ctx: StepContext) -> StepResult:
+        """One stage of a split step; the ledger lists the rows ``map`` removed, then those
+        ``apply`` removed, each in canonical order."""
+        step.prepare(ctx)
 
-        res = run_step(step, frame, ctx)
-        res.kept = conform(res.kept)
-        return res
+        def mapped(p: Part) -> tuple[tuple[Part, int, dict[str, int]], pl.DataFrame, dict[str, Any], pl.DataFrame | None]:
+            batch = read_part(p)
+            m = step.map(batch, ctx)
+            kept = conform(m.kept) if not step.is_global else m.kept
+            # a global step's map usually keeps its batch as it is: the file is reused
+            out = p if m.kept is batch else self._part(kept)
+            return (out, kept.height, _counts(kept)), with_content(m.removed, batch), m.info, m.keys
 
-    def concat(self, frames: list[pl.DataFrame]) -> pl.DataFrame:
-        return pl.concat(frames, how="vertical") if frames else empty_records()
+        results = self._pmap(mapped, frame.parts)
+        info = merge_infos([r[2] for r in results], step.info_rules)
+        removed = [r[1] for r in results if r[1].height]
+        if not step.is_global:
+            return StepResult(_assemble([r[0] for r in results], frame.kind), _concat(removed), info)
+        parts = [r[0][0] for r in results]
+        held: list[pl.DataFrame] = []
+        n = 0
+        for r in results:
+            if r[3] is None:
+                continue
+            held.append(r[3])
+            n += r[3].height
+            if n > self.key_rows:
+                held = [step.reduce(pl.concat(held), ctx)]
+                n = held[0].height
+        keys = pl.concat(held) if held else pl.DataFrame()
+        del results, held
 
-    def rows(self, frame: pl.DataFrame) -> int:
-        return frame.height
+        def fetch(fn: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+            return pl.concat(self._pmap(lambda p: fn(read_part(p)), parts), how="vertical_relaxed")
 
-    def counts(self, frame: pl.DataFrame) -> dict[str, int]:
-        return source_counts(frame)
+        decision = step.decide(keys, dataclasses.replace(ctx, fetch=fetch), info)
+        del keys
 
-    def collect(self, frame: pl.DataFrame) -> pl.DataFrame:
-        return frame
+        def applied(p: Part) -> tuple[pl.DataFrame, pl.DataFrame]:
+            batch = read_part(p)
+            kept, gone = step.apply(batch, decision, ctx)
+            return conform(kept), with_content(gone, batch)
+
+        out = self._pmap(applied, parts)
+        removed += [r for _, r in out if r.height]
+        return StepResult(self._parts([k for k, _ in out], frame.kind), _concat(removed), decision.info)
+
+    def concat(self, frames: list[Parts]) -> Parts:
+        parts = [p for f in frames for p in f.parts]
+        kinds = {f.kind for f in frames}
+        return Parts(parts, sum(f.rows for f in frames), add_counts([f.counts for f in frames]), kinds.pop() if len(kinds) == 1 else "sft")
+
+    def rows(self, frame: Parts) -> int:
+        return frame.rows
+
+    def counts(self, frame: Parts) -> dict[str, int]:
+        return dict(frame.counts)
+
+    def batches(self, frame: Parts) -> Iterator[pl.DataFrame]:
+        """The records, batch by batch in canonical order (for writing the output)."""
+        for b in frame.batches():
+            if b.height:
+                yield b
+
+    def collect(self, frame: Parts) -> pl.DataFrame:
+        frames = [b for b in frame.batches() if b.height]
+        return pl.concat(frames, how="vertical_relaxed") if frames else empty_records(frame.kind if frame.kind != "raw" else "sft")
 
     def close(self) -> None:
         return None
+
+
+def validate_batch(batch: pl.DataFrame) -> StepResult:
+    """``mixer.validate`` on one batch, its ledger rows with the records' text."""
+    res = validate(batch)
+    res.removed = with_content(res.removed, batch)
+    return res
+
+
+def _release(old: Parts, res: StepResult) -> StepResult:
+    """Delete the spilled batches of a stage's input that its output does not reuse (the
+    pipeline never reads a stage's input again): disk use stays about two copies."""
+    keep = {p for p in res.kept.parts if isinstance(p, Path)} if isinstance(res.kept, Parts) else set()
+    for p in old.parts:
+        if isinstance(p, Path) and p not in keep:
+            p.unlink(missing_ok=True)
+    return res
+
+
+def _counts(frame: pl.DataFrame) -> dict[str, int]:
+    return source_counts(frame) if "source" in frame.columns else {}
+
+
+def _assemble(parts: list[tuple[Part, int, dict[str, int]]], kind: str) -> Parts:
+    """A frame from (batch, rows, counts); empty batches are dropped, one kept for an empty frame."""
+    keep = [p for p in parts if p[1]] or parts[:1]
+    return Parts([p[0] for p in keep], sum(p[1] for p in keep), add_counts([p[2] for p in keep]), kind)
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames) if frames else empty_removed()

@@ -3,18 +3,12 @@
 What runs where (``docs/scale-out.md`` has the long version):
 
 - load: one task per source, where the task lands (files must be on shared storage);
-- format, validate, row-local steps (``keyword_filter``, ``max_tokens``, ``sample:
-  repeat``): one task per block, running the local code on the block;
-- ``exact_dedup``: a hash shuffle of the normalized keys (map per block, reduce per
-  partition); only (position, id, kept id) of the duplicates come back to the driver;
-- ``sample`` (``n``/``fraction``/``by``): the draw needs only ids, sources (and ``meta``
-  for ``by``), which come back to the driver; the draw is the local code on them, with the
-  same seeded stream, and the kept positions go back out as a filter per block;
-- ``minhash`` and ``decontaminate``: see ``ray_minhash`` and ``ray_decontam``;
-- anything else: gathered to the driver and run by the local code (exact, not parallel).
-
-A stage is never approximated: when a block-wise result cannot be merged by its declared
-rules (``mixer.engines.merge``), the stage is rerun gathered.
+- format: one task per block for row-local formats (``mixer.infos``), else one task;
+- validate and every step written as pieces (``mixer.steps.base``): the step is prepared
+  on the driver and shipped with each task; ``map`` runs as one task per block, its compact
+  keys come back to the driver, which runs ``decide`` and ships the decision to one
+  ``apply`` task per block. Steps hold all the logic; this module only schedules;
+- other steps not split yet: gathered to the driver and run whole (exact, not parallel).
 """
 
 from __future__ import annotations
@@ -31,10 +25,8 @@ import numpy as np
 import polars as pl
 import ray
 
-from mixer.dedup.jaccard import sorted_unique
 from mixer.engines import ray_ops as ops
 from mixer.engines.base import EngineError, add_counts
-from mixer.engines.merge import REPEAT_RULES, ROW_LOCAL_STEPS, MergeError, format_rules, merge_infos
 from mixer.engines.ray_frame import (
     Block,
     RayFrame,
@@ -45,14 +37,16 @@ from mixer.engines.ray_frame import (
     put_frame,
     views,
 )
+from mixer.infos import MergeError, format_rules, merge_infos
 from mixer.io import Loaded
-from mixer.records import conform, empty_removed, removed_from
+from mixer.records import conform, empty_removed
+from mixer.removed_content import with_content
 from mixer.spec import SourceSpec, Spec, StepSpec
-from mixer.steps.base import StepContext, StepResult
+from mixer.stages import check_removed_ids, make_step
+from mixer.steps.base import Step, StepContext, StepResult
 
 _run_block = ray.remote(ops.run_block)
 _load = ray.remote(ops.load_task)
-_exact_reduce = ray.remote(ops.exact_reduce)
 
 
 @ray.remote
@@ -71,24 +65,18 @@ def _warm() -> str | None:
     return ops.node_id()
 
 
-@ray.remote
-def _map_split(op: Any, table: Any, start: int, length: int, offset: int) -> list[Any]:
-    return op(table, start, length, offset)
-
-
 class RayEngine:
     """Connects to a cluster (``address``) or starts a local Ray instance when none is given."""
 
     name = "ray"
 
     def __init__(self, address: str | None = None, block_rows: int | None = None, block_bytes: int = 64 << 20,
-                 cpus_per_task: float = 1, partitions: int | None = None, num_cpus: int | None = None,
+                 cpus_per_task: float = 1, num_cpus: int | None = None,
                  object_store_memory: int | None = None, prefetch: int = 1):
         self.address = address
         self.block_rows = block_rows
         self.block_bytes = block_bytes
         self.cpus_per_task = cpus_per_task
-        self.partitions = partitions
         self.num_cpus = num_cpus
         self.object_store_memory = object_store_memory
         self._owns_ray = False
@@ -214,6 +202,15 @@ class RayEngine:
     def counts(self, frame: RayFrame) -> dict[str, int]:
         return dict(frame.counts)
 
+    def begin(self, work_dir: Any) -> None:
+        """Nothing to prepare: frames live in the object store."""
+
+    def batches(self, frame: RayFrame) -> Iterator[pl.DataFrame]:
+        """The records, block by block in canonical order (one block on the driver at a time)."""
+        for b in frame.blocks:
+            if b.length:
+                yield conform(from_arrow(ray.get(b.ref), b.start, b.length))
+
     def collect(self, frame: RayFrame) -> pl.DataFrame:
         self._scope = "mix"
         with self._timed("collect"):
@@ -222,107 +219,40 @@ class RayEngine:
     # ------------------------------------------------------------------ steps
 
     def _step(self, step: StepSpec, frame: RayFrame, ctx: StepContext) -> StepResult:
-        if step.name in ROW_LOCAL_STEPS and len(frame.blocks) > 1:
-            try:
-                return self._map(frame, ops.StepOp(step, _remote_ctx(ctx), self.cwd), ROW_LOCAL_STEPS[step.name], frame.kind)
-            except MergeError:
-                return self._gather(step, frame, ctx)
-        if step.name == "sample":
-            return self._sample(step, frame, ctx)
-        if step.name == "exact_dedup":
-            return self._exact(step, frame)
-        special = _special(step.name)
-        if special is not None:
-            return special(self, step, frame, ctx)
-        return self._gather(step, frame, ctx)
+        obj = make_step(step)
+        if obj.splits():
+            return self._pieces(obj, frame, ctx)
+        return self._gather(obj, frame, ctx)
 
-    def _gather(self, step: StepSpec, frame: RayFrame, ctx: StepContext) -> StepResult:
-        """The local code on the whole frame, here on the driver (exact; not distributed)."""
-        from mixer.pipeline import run_step
+    def _pieces(self, step: Step, frame: RayFrame, ctx: StepContext) -> StepResult:
+        """``map`` per block, ``decide`` here on the keys, ``apply`` per block."""
+        step.prepare(ctx)
+        remote = _remote_ctx(ctx)
+        mapped, ledger, metas = self._map(frame, ops.MapOp(step, remote, self.cwd), None, frame.kind, merge=False)
+        info = merge_infos([m["info"] for m in metas], step.info_rules)
+        if not step.is_global:
+            return StepResult(mapped, ledger, info)
+        keys = [from_arrow(m["keys"]) for m in metas if "keys" in m]
 
+        def fetch(fn: Any) -> pl.DataFrame:
+            out, _, _ = self._map(mapped, ops.FetchOp(fn), None, "raw", merge=False)
+            return collect(out)
+
+        decision = step.decide(pl.concat(keys) if keys else pl.DataFrame(), dataclasses.replace(ctx, fetch=fetch), info)
+        res = self._map(mapped, ops.ApplyOp(step, decision, remote, self.cwd), {}, frame.kind)
+        removed = [r for r in (ledger, res.removed) if r.height]
+        return StepResult(res.kept, pl.concat(removed) if removed else empty_removed(), decision.info)
+
+    def _gather(self, step: Step, frame: RayFrame, ctx: StepContext) -> StepResult:
+        """The step on the whole frame, here on the driver (exact; not distributed)."""
         whole = collect_records(frame)
-        res = run_step(step, whole, ctx)
+        res = step.run(whole, ctx)
+        check_removed_ids(whole, res.removed, f"{ctx.scope}/{step.name}")
+        res.removed = with_content(res.removed, whole)
         kept = conform(res.kept)
         return StepResult(put_frame(kept, self._rows_per_block(kept.height, int(kept.estimated_size())), frame.kind), res.removed, res.info)
 
-    def _sample(self, step: StepSpec, frame: RayFrame, ctx: StepContext) -> StepResult:
-        from mixer.pipeline import run_step
-
-        cfg = step.config
-        if getattr(cfg, "repeat", None) is not None:
-            return self._map(frame, ops.StepOp(step, _remote_ctx(ctx), self.cwd), REPEAT_RULES, frame.kind)
-        by = getattr(cfg, "by", None)
-        cols = ["id", "source"] + (["meta"] if by is not None else []) + ([by] if by not in (None, "id", "source", "meta") else [])
-        proxy = self.compact(frame, cols)
-        res = run_step(step, proxy, ctx)  # the local draw, same stream, on ids only
-        gone = proxy.filter(~pl.col(ops.POS).is_in(res.kept[ops.POS].implode()))
-        kept = self._drop(frame, gone[ops.POS].to_numpy(), gone["source"])
-        return StepResult(kept, res.removed, res.info)
-
-    def _exact(self, step: StepSpec, frame: RayFrame) -> StepResult:
-        cfg = step.config
-        blocks, offsets = self._live(frame)
-        parts = self._partitions(frame)
-        op = ray.put(ops.ExactKeys(cfg.text, cfg.lowercase, parts))
-        maps = [
-            _map_split.options(num_returns=parts, num_cpus=self.cpus_per_task).remote(op, b.ref, b.start, b.length, int(o))
-            for b, o in zip(blocks, offsets, strict=True)
-        ]
-        maps = [m if isinstance(m, list) else [m] for m in maps]
-        reduces = [_exact_reduce.options(num_cpus=self.cpus_per_task).remote(*[m[p] for m in maps]) for p in range(parts)]
-        dups = pl.concat([from_arrow(t) for t in _get(reduces)]).sort(ops.POS)
-        removed = removed_from(dups, step.name, "exact_duplicate", pl.format("duplicate of {} ({})", "kept_id", "kept_source"))
-        pairs = dups.filter(pl.col("source") != pl.col("kept_source")).group_by("kept_source", "source").len().sort("kept_source", "source")
-        info = {"duplicates": removed.height, "cross_source": {f"{a} <- {b}": n for a, b, n in pairs.iter_rows()}}
-        kept = self._drop(frame, dups[ops.POS].to_numpy(), dups["source"])
-        return StepResult(kept, removed, info)
-
     # ------------------------------------------------------------------ building blocks
-
-    def compact(self, frame: RayFrame, columns: list[str]) -> pl.DataFrame:
-        """``_pos`` plus some columns of every record, on the driver."""
-        out, _, _ = self._map(frame, ops.Columns(columns), None, "raw", merge=False)
-        return collect(out)
-
-    def take(self, frame: RayFrame, positions: np.ndarray) -> pl.DataFrame:
-        """Whole records at global ``positions`` (in position order), fetched from their blocks."""
-        positions = sorted_unique(np.asarray(positions, dtype=np.int64))
-        offsets = frame.offsets()
-        which = np.searchsorted(offsets, positions, side="right") - 1
-        refs = []
-        for i in np.unique(which):
-            b = frame.blocks[i]
-            local = positions[which == i] - offsets[i]
-            k, _, _ = _run_block.options(num_returns=3, num_cpus=self.cpus_per_task).remote(
-                ops.TakeRows(local), b.ref, b.start, b.length, int(offsets[i]))
-            refs.append(k)
-        parts = [from_arrow(t) for t in _get(refs)]
-        return pl.concat(parts, how="vertical_relaxed") if parts else collect(RayFrame(frame.blocks[:1], {}, frame.kind)).head(0)
-
-    def _drop(self, frame: RayFrame, positions: np.ndarray, sources: pl.Series) -> RayFrame:
-        """Remove rows by global position (``sources``: their sources, for the counts), one
-        filter task per block that loses rows; other blocks are reused as they are."""
-        order = np.argsort(np.asarray(positions, dtype=np.int64), kind="stable")
-        positions = np.asarray(positions, dtype=np.int64)[order]
-        if len(positions) == 0:
-            return frame
-        offsets = frame.offsets()
-        which = np.searchsorted(offsets, positions, side="right") - 1
-        out: list[Block] = []
-        pending: list[tuple[int, Any]] = []
-        for i, b in enumerate(frame.blocks):
-            local = positions[which == i] - offsets[i]
-            if len(local) == 0:
-                out.append(b)
-                continue
-            k, _, m = _run_block.options(num_returns=3, num_cpus=self.cpus_per_task).remote(
-                ops.DropRows(local), b.ref, b.start, b.length, int(offsets[i]))
-            out.append(Block(k, 0, b.length - len(local)))
-            pending.append((i, m))
-        _get([m for _, m in pending])  # surface task errors here
-        gone = sources.gather(order) if len(sources) else sources
-        minus = {s: -int(n) for s, n in gone.value_counts().iter_rows()}
-        return RayFrame(_nonempty(out), add_counts([frame.counts, minus]), frame.kind)
 
     def _map(self, frame: RayFrame, op: Any, rules: dict[str, str] | None, kind: str, merge: bool = True) -> Any:
         """``op`` on every non-empty block; (frame, ledger, info) or, unmerged, (frame, ledger, infos)."""
@@ -345,10 +275,9 @@ class RayEngine:
         new.blocks = _nonempty(new.blocks)
         removed = [from_arrow(t) for t in removed_tables if t.num_rows]
         ledger = pl.concat(removed) if removed else empty_removed()
-        infos = [m["info"] for m in metas]
         if not merge:
-            return new, ledger, infos
-        info = merge_infos(infos, rules or {})
+            return new, ledger, metas
+        info = merge_infos([m["info"] for m in metas], rules or {})
         return StepResult(new, ledger, info)
 
     def _whole(self, frame: RayFrame, op: Any, kind: str) -> StepResult:
@@ -374,9 +303,6 @@ class RayEngine:
         by_bytes = math.ceil((nbytes or 0) / self.block_bytes)
         n_blocks = max(by_bytes, min(rows, min_blocks), 1)
         return max(1, math.ceil(rows / n_blocks))
-
-    def _partitions(self, frame: RayFrame) -> int:
-        return self.partitions or max(1, min(len(frame.blocks), 2 * max(1, self._cpus)))
 
     @staticmethod
     def _kind(src: SourceSpec) -> str:
@@ -410,20 +336,3 @@ def _get(refs: Any) -> Any:
         if isinstance(cause, BaseException):
             raise cause from None
         raise
-
-
-def _special(name: str) -> Any:
-    """Distributed implementations of the heavy mix steps, when their modules are present."""
-    if name == "minhash":
-        try:
-            from mixer.engines.ray_minhash import run_minhash
-        except ImportError:
-            return None
-        return run_minhash
-    if name == "decontaminate":
-        try:
-            from mixer.engines.ray_decontam import run_decontam
-        except ImportError:
-            return None
-        return run_decontam
-    return None

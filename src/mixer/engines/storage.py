@@ -33,8 +33,8 @@ def is_url(path: str | Path) -> bool:
 
 
 def load_source_anywhere(src: SourceSpec, spec: Spec) -> Loaded:
-    """``pipeline.load_source``, with URL paths staged locally first."""
-    from mixer.pipeline import load_source
+    """``stages.load_source``, with URL paths staged locally first."""
+    from mixer.stages import load_source
 
     if src.load.hub is not None or not any(is_url(p) for p in src.load.paths):
         return load_source(src, spec)

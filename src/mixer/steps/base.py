@@ -1,11 +1,21 @@
-"""What a step is: a typed config, and a function from a frame to (kept, removed).
+"""What a step is: a typed config and up to three pieces an engine schedules.
 
-Steps are registered by the name used in YAML. A step never drops a row without a ledger
-row; the pipeline checks ``rows in = kept + removed`` per source after each one.
+- ``map(batch) -> Mapped(kept, removed, keys, info)``: per batch, on any worker;
+- ``decide(keys) -> Decision``: once per stage, on the compact keys of every batch in
+  canonical order (ids, hashes, ranks, matches; never whole records);
+- ``apply(batch, decision) -> (kept, removed)``: per batch again.
+
+Row-local steps have only ``map``. ``run`` is the one-batch schedule of the same pieces,
+for callers that hold a whole frame; steps not yet split (``minhash``, ``semantic``,
+``select``) override ``run`` and leave ``map`` out, and engines run them gathered. Steps
+are registered by the name used in YAML. A step never drops a row without a ledger row;
+the pipeline checks ``rows in = kept + removed`` per source after each one.
+See docs/streaming.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +26,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from mixer.records import empty_removed
+from mixer.records import empty_removed, removed_from
 
 
 class StepConfig(BaseModel):
@@ -43,6 +53,9 @@ class StepContext:
     scope: str = "mix"  # "mix" or the source name for per-source steps
     progress: Any = None  # mixer.progress.Progress or None
     artifacts: dict[str, Any] = field(default_factory=dict)  # step -> JSON-able info for the manifest
+    # set by the engine while ``decide`` runs: ``fetch(fn)`` runs ``fn(batch) -> frame`` over
+    # every batch of the stage (a second pass, e.g. for a few named rows) and concatenates
+    fetch: Callable[[Callable[[pl.DataFrame], pl.DataFrame]], pl.DataFrame] | None = None
 
     def rng(self, *names: str) -> np.random.Generator:
         return rng_for(self.seed, self.scope, *names)
@@ -58,18 +71,90 @@ class StepResult:
     info: dict[str, Any] = field(default_factory=dict)  # JSON-able summary for manifest.json
 
 
+@dataclass
+class Mapped:
+    """What ``map`` returns for one batch."""
+
+    kept: pl.DataFrame
+    removed: pl.DataFrame = field(default_factory=empty_removed)
+    keys: pl.DataFrame | None = None  # compact columns for ``decide`` (global steps only)
+    info: dict[str, Any] = field(default_factory=dict)  # merged over batches by ``info_rules``
+
+
+@dataclass
+class Decision:
+    """What ``decide`` returns: ``data`` goes to every ``apply`` (keep it small), ``info``
+    to the manifest."""
+
+    data: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 class Step:
-    """Subclass, set ``name`` and ``Config``, implement ``run``; decorate with ``@register``."""
+    """Subclass, set ``name`` and ``Config``, implement ``map`` (and ``decide``/``apply``
+    for a global step, with ``is_global`` true); decorate with ``@register``."""
 
     name: ClassVar[str]
     Config: ClassVar[type[StepConfig]] = StepConfig
     scopes: ClassVar[tuple[str, ...]] = ("source", "mix")  # where the step may appear
+    # how per-batch ``Mapped.info`` dicts add up (``mixer.infos.merge_infos`` rules)
+    info_rules: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: StepConfig):
         self.config = config
 
-    def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:  # pragma: no cover
+    @property
+    def is_global(self) -> bool:
+        """Whether the step needs ``decide``/``apply`` after ``map``."""
+        return False
+
+    @classmethod
+    def splits(cls) -> bool:
+        """Whether the step is written as pieces (else engines run ``run`` on the whole input)."""
+        return cls.map is not Step.map
+
+    def prepare(self, ctx: StepContext) -> None:
+        """Build what every batch shares (an eval index), once, before the first ``map``;
+        engines call it where the stage is planned and ship the prepared step to workers."""
+
+    def map(self, batch: pl.DataFrame, ctx: StepContext) -> Mapped:  # pragma: no cover
         raise NotImplementedError
+
+    def reduce(self, keys: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        """Shrink accumulated keys without changing what ``decide`` concludes (default: keep all)."""
+        return keys
+
+    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:  # pragma: no cover
+        """``info``: the batches' ``Mapped.info`` merged; ``Decision.info`` is the stage's."""
+        raise NotImplementedError
+
+    def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:  # pragma: no cover
+        raise NotImplementedError
+
+    def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
+        """The whole frame as one batch: map, then decide and apply for a global step."""
+        self.prepare(ctx)
+        m = self.map(frame, ctx)
+        if not self.is_global:
+            return StepResult(m.kept, m.removed, m.info)
+        whole = dataclasses.replace(ctx, fetch=lambda fn: fn(m.kept))
+        d = self.decide(m.keys if m.keys is not None else pl.DataFrame(), whole, m.info)
+        kept, removed = self.apply(m.kept, d, ctx)
+        ledger = pl.concat([m.removed, removed]) if m.removed.height else removed
+        return StepResult(kept, ledger, d.info)
+
+
+def remove_listed(batch: pl.DataFrame, listed: pl.DataFrame, step: str, reason: str | pl.Expr, detail: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The usual ``apply``: rows of ``batch`` whose id is in ``listed`` (a decision table
+    keyed by ``id``; ``reason``/``detail`` may read its columns) leave with a ledger row, in
+    batch order; the others stay."""
+    if listed.height == 0 or batch.height == 0:
+        return batch, empty_removed()
+    hit = batch.select(pl.col("id").is_in(listed["id"].implode())).to_series()
+    if not hit.any():
+        return batch, empty_removed()
+    gone = batch.filter(hit).select("id", "source").join(listed.drop("source", strict=False), on="id", how="left", maintain_order="left")
+    return batch.filter(~hit), removed_from(gone, step, reason, detail)
 
 
 STEPS: dict[str, type[Step]] = {}

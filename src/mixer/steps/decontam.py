@@ -9,16 +9,27 @@ YAML::
         action: remove             # or report
         drop_source_above: 2.0     # drop a source overlapping > 2% of a benchmark
 
-Writes ``contamination.json`` and ``contamination_matches.parquet`` into the build.
+The eval index is built once (``prepare``; eval sets are small) and goes with the step to
+every batch; ``map`` matches a batch against it and keeps, per record, its id, source and
+matches; ``decide`` applies the policy (best match, sources over the limit) on those and
+writes ``contamination.json`` and ``contamination_matches.parquet`` into the build.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import polars as pl
 
 from mixer.decontam import report as report_io
-from mixer.decontam.apply import DecontamConfig, decontaminate, load_evals
-from mixer.steps.base import Step, StepContext, StepResult, register
+from mixer.decontam.apply import DecontamConfig, decide, load_evals
+from mixer.decontam.core import MatchResult, find_matches
+from mixer.decontam.index import EvalIndex
+from mixer.infos import SUM
+from mixer.steps.base import Decision, Mapped, Step, StepContext, register, remove_listed
+
+MATCH = pl.Struct({"inst": pl.Int32, "coverage": pl.Float32, "n_ngrams": pl.Int64, "short": pl.Boolean})
 
 
 @register
@@ -26,12 +37,60 @@ class Decontaminate(Step):
     name = "decontaminate"
     Config = DecontamConfig
     scopes = ("mix",)
+    info_rules = {"tokens": SUM, "distinct": SUM, "match_s": SUM}
 
-    def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
-        cfg: DecontamConfig = self.config  # type: ignore[assignment]
-        evals = load_evals(cfg, base=ctx.spec_dir)
-        out = decontaminate(frame, evals, cfg, progress=ctx.progress if ctx.progress is not None else True)
+    def __init__(self, config: DecontamConfig):
+        super().__init__(config)
+        self.index: EvalIndex | None = None
+        self.index_s = 0.0
+
+    @property
+    def is_global(self) -> bool:
+        return True
+
+    def prepare(self, ctx: StepContext) -> None:
+        if self.index is None:
+            t0 = time.perf_counter()
+            cfg: DecontamConfig = self.config  # type: ignore[assignment]
+            evals = load_evals(cfg, base=ctx.spec_dir)
+            self.index = EvalIndex(evals, cfg.settings(), cfg.eval_text, cfg.unicode)
+            self.index_s = time.perf_counter() - t0
+
+    def map(self, batch: pl.DataFrame, ctx: StepContext) -> Mapped:
+        """Keys: ``id, source`` and the record's matches (null when none)."""
+        self.prepare(ctx)
+        assert self.index is not None
+        res = find_matches(batch, self.index.evals, self.config, index=self.index, progress=False)  # type: ignore[arg-type]
+        per = res.pairs.group_by("rec").agg(
+            pl.struct(pl.col("inst").cast(pl.Int32), pl.col("coverage").cast(pl.Float32), pl.col("n_ngrams").cast(pl.Int64),
+                      pl.col("short").cast(pl.Boolean)).alias("m")
+        )
+        keys = (
+            batch.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("rec"), "id", "source")
+            .join(per.with_columns(pl.col("rec").cast(pl.Int64)), on="rec", how="left", maintain_order="left")
+            .select("id", "source", pl.col("m").cast(pl.List(MATCH)))
+        )
+        info = {"tokens": res.tokens, "distinct": res.distinct, "match_s": res.timings.get("match_s", 0.0)}
+        return Mapped(batch, keys=keys, info=info)
+
+    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
+        """The local policy (``mixer.decontam.apply.decide``) on ids, sources and matches."""
+        self.prepare(ctx)
+        assert self.index is not None
+        t0 = time.perf_counter()
+        if keys.height == 0:
+            keys = pl.DataFrame(schema={"id": pl.Utf8, "source": pl.Utf8, "m": pl.List(MATCH)})
+        pairs = (
+            keys.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("rec"), "m").filter(pl.col("m").is_not_null())
+            .explode("m").unnest("m").select("rec", "inst", "coverage", "n_ngrams", "short")
+        )
+        timings = {"index_s": self.index_s, "match_s": float(info.get("match_s", 0.0))}
+        res = MatchResult(pairs, self.index, timings, int(info.get("tokens", 0)), int(info.get("distinct", 0)))
+        out = decide(keys.select("id", "source"), self.index.evals, self.config, res, t0)  # type: ignore[arg-type]
         if ctx.work_dir is not None:
             report_io.write(ctx.work_dir, out.report, out.matches)
             out.info["files"] = [report_io.REPORT_FILE, report_io.MATCHES_FILE]
-        return StepResult(kept=out.kept, removed=out.removed, info=out.info)
+        return Decision(out.removed.select("id", "reason", "detail"), out.info)
+
+    def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+        return remove_listed(batch, decision.data, self.name, pl.col("reason"), pl.col("detail"))

@@ -12,8 +12,16 @@ from typing import Literal
 
 import polars as pl
 
-from mixer.records import base_id, message_lists, removed_from
-from mixer.steps.base import Step, StepConfig, StepContext, StepResult, register
+from mixer.records import base_id, message_lists
+from mixer.steps.base import (
+    Decision,
+    Mapped,
+    Step,
+    StepConfig,
+    StepContext,
+    register,
+    remove_listed,
+)
 
 
 class ExactConfig(StepConfig):
@@ -36,20 +44,41 @@ def normalized_key(frame: pl.DataFrame, text: str = "all", lowercase: bool = Tru
     return pl.concat_str(parts, separator="\x1d") if len(parts) > 1 else parts[0]
 
 
+def key_hashes(key: pl.Expr) -> list[pl.Expr]:
+    """Two 64-bit hashes of the normalized text (a 128-bit key: no collision in practice)."""
+    return [key.hash(seed=0x6D69786572).alias("_h1"), key.hash(seed=0x65786163).alias("_h2")]
+
+
 @register
 class ExactDedup(Step):
     name = "exact_dedup"
     Config = ExactConfig
 
-    def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
-        keyed = frame.with_columns(normalized_key(frame, self.config.text, self.config.lowercase).alias("_key"))
-        keyed = keyed.with_columns(base_id().alias("_base")).with_columns(
-            pl.col("_base").first().over("_key").alias("_kept_id"), pl.col("source").first().over("_key").alias("_kept_source")
+    @property
+    def is_global(self) -> bool:
+        return True
+
+    def map(self, batch: pl.DataFrame, ctx: StepContext) -> Mapped:
+        """Keys: ``id, source, _base`` and the two hashes of the normalized conversation."""
+        key = normalized_key(batch, self.config.text, self.config.lowercase)
+        keys = batch.select("id", "source", base_id().alias("_base"), *key_hashes(key))
+        return Mapped(batch, keys=keys)
+
+    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict) -> Decision:
+        """In each key group the earliest row's base id is kept (keys come in canonical
+        order); every row with another base id is a duplicate of it."""
+        if keys.height == 0:
+            return Decision(_dups_schema(), {"duplicates": 0, "cross_source": {}})
+        tagged = keys.with_columns(
+            pl.col("_base").first().over("_h1", "_h2").alias("kept_id"), pl.col("source").first().over("_h1", "_h2").alias("kept_source")
         )
-        dup = pl.col("_kept_id") != pl.col("_base")
-        removed = removed_from(keyed.filter(dup), self.name, "exact_duplicate", pl.format("duplicate of {} ({})", "_kept_id", "_kept_source"))
-        kept = keyed.filter(~dup).drop("_key", "_base", "_kept_id", "_kept_source")
-        cross = keyed.filter(dup & (pl.col("source") != pl.col("_kept_source")))
-        pairs = cross.group_by("_kept_source", "source").len().sort("_kept_source", "source")
-        info = {"duplicates": removed.height, "cross_source": {f"{a} <- {b}": n for a, b, n in pairs.iter_rows()}}
-        return StepResult(kept, removed, info)
+        dups = tagged.filter(pl.col("kept_id") != pl.col("_base")).select("id", "source", "kept_id", "kept_source")
+        pairs = dups.filter(pl.col("source") != pl.col("kept_source")).group_by("kept_source", "source").len().sort("kept_source", "source")
+        return Decision(dups, {"duplicates": dups.height, "cross_source": {f"{a} <- {b}": n for a, b, n in pairs.iter_rows()}})
+
+    def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+        return remove_listed(batch, decision.data, self.name, "exact_duplicate", pl.format("duplicate of {} ({})", "kept_id", "kept_source"))
+
+
+def _dups_schema() -> pl.DataFrame:
+    return pl.DataFrame(schema={"id": pl.Utf8, "source": pl.Utf8, "kept_id": pl.Utf8, "kept_source": pl.Utf8})

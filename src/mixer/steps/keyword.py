@@ -14,8 +14,9 @@ from typing import Literal
 
 import polars as pl
 
+from mixer.infos import SUM
 from mixer.records import message_lists, removed_from
-from mixer.steps.base import Step, StepConfig, StepContext, StepResult, register
+from mixer.steps.base import Mapped, Step, StepConfig, StepContext, register
 
 TULU_KEYWORDS = [
     "OpenAI", "Open AI", "ChatGPT", "Chat GPT", "GPT-3", "GPT3", "GPT 3", "GPT-4", "GPT4", "GPT 4",
@@ -43,6 +44,7 @@ class KeywordConfig(StepConfig):
 class KeywordFilter(Step):
     name = "keyword_filter"
     Config = KeywordConfig
+    info_rules = {"exempt_hits": SUM}
 
     def resolved(self) -> dict:
         c = self.config
@@ -57,7 +59,7 @@ class KeywordFilter(Step):
             raise ValueError("keyword_filter needs a preset or a keyword list")
         return base
 
-    def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
+    def map(self, frame: pl.DataFrame, ctx: StepContext) -> Mapped:
         opts = self.resolved()
         flags = "" if self.config.case_sensitive else "(?i)"
         alternation = "|".join(re.escape(k) for k in sorted(opts["keywords"], key=len, reverse=True))
@@ -81,4 +83,4 @@ class KeywordFilter(Step):
         removed = removed_from(tagged.filter(drop), self.name, "keyword", pl.col("_detail"))
         kept = tagged.filter(~drop).drop("_i", "_detail")
         exempted = tagged.filter(pl.col("_detail").is_not_null() & exempt).height
-        return StepResult(kept, removed, {"match": opts["match"], "roles": opts["roles"], "keywords": len(opts["keywords"]), "exempt_hits": exempted})
+        return Mapped(kept, removed, info={"match": opts["match"], "roles": opts["roles"], "keywords": len(opts["keywords"]), "exempt_hits": exempted})

@@ -17,9 +17,10 @@ from typing import Literal
 import polars as pl
 from pydantic import Field
 
+from mixer.infos import SUM
 from mixer.meta import with_meta
 from mixer.records import kind_of, message_lists, removed_from
-from mixer.steps.base import Step, StepConfig, StepContext, StepResult, register
+from mixer.steps.base import Mapped, Step, StepConfig, StepContext, register
 from mixer.token_count import count_tokens, resolve_tokenizer
 
 
@@ -48,15 +49,16 @@ def message_costs(frame: pl.DataFrame, column: str, tokenizer: str, overhead: in
 class MaxTokens(Step):
     name = "max_tokens"
     Config = MaxTokensConfig
+    info_rules = {"dropped": SUM, "truncated": SUM, "tokens_removed": SUM, "truncated_ids": "head:20"}
 
-    def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
+    def map(self, frame: pl.DataFrame, ctx: StepContext) -> Mapped:
         c: MaxTokensConfig = self.config  # type: ignore[assignment]
         tok = resolve_tokenizer(c.tokenizer or ctx.tokenizer, ctx.spec_dir, "max_tokens")
         if c.action == "truncate" and kind_of(frame) != "sft":
             raise ValueError("max_tokens: action 'truncate' applies to SFT records; preference pairs can only be dropped")
         base = {"tokenizer": tok, "max_tokens": c.max_tokens, "action": c.action}
         if frame.height == 0:
-            return StepResult(frame, info={**base, "dropped": 0, "truncated": 0})
+            return Mapped(frame, info={**base, "dropped": 0, "truncated": 0})
         totals = pl.DataFrame({"_i": range(frame.height)}, schema={"_i": pl.Int64})
         costs = {}
         for col in message_lists(frame):
@@ -70,9 +72,9 @@ class MaxTokens(Step):
             return self._truncate(tagged, costs["messages"], c, base)
         detail = pl.format("{} tokens > max_tokens {} ({})", "_tokens", pl.lit(c.max_tokens), pl.lit(tok))
         removed = removed_from(tagged.filter(over), self.name, "too_long", detail)
-        return StepResult(tagged.filter(~over).drop("_tokens", "_i"), removed, {**base, "dropped": removed.height, "truncated": 0})
+        return Mapped(tagged.filter(~over).drop("_tokens", "_i"), removed, info={**base, "dropped": removed.height, "truncated": 0})
 
-    def _truncate(self, tagged: pl.DataFrame, costs: pl.DataFrame, c: MaxTokensConfig, base: dict) -> StepResult:
+    def _truncate(self, tagged: pl.DataFrame, costs: pl.DataFrame, c: MaxTokensConfig, base: dict) -> Mapped:
         cut = (
             costs.filter((pl.col("role") == "assistant") & (pl.col("cum") <= c.max_tokens))
             .group_by("_i").agg(pl.col("_p").max().alias("_last"), pl.col("cum").max().alias("_kept_tokens"))
@@ -96,4 +98,4 @@ class MaxTokens(Step):
             "tokens_removed": int((n_cut["_tokens"] - n_cut["_kept_tokens"]).sum() or 0),
             "truncated_ids": n_cut["id"].head(20).to_list(),
         }
-        return StepResult(kept.drop("_tokens", "_i", "_last", "_kept_tokens"), removed, info)
+        return Mapped(kept.drop("_tokens", "_i", "_last", "_kept_tokens"), removed, info=info)

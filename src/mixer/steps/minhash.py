@@ -22,25 +22,38 @@ goes to ``BUILD/dedup/minhash.clusters.parquet`` and the parameters to
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from pydantic import Field, model_validator
 
 from mixer.dedup import clusters as cl
-from mixer.dedup.lsh import candidate_probability, lsh_params, pair_lookup, verify_components
+from mixer.dedup.jaccard import pair_jaccard, sorted_unique, unique_sets
+from mixer.dedup.lsh import (
+    band_keys,
+    candidate_probability,
+    lsh_params,
+    pair_lookup,
+    verify_components,
+)
 from mixer.dedup.near import (
     MinHashParams,
-    candidate_edges,
-    compute_signatures,
+    approx_bytes,
+    band_candidates,
+    chunk_bounds,
+    default_threads,
+    normalized_texts,
+    parallel_map,
     resolve,
-    signature_similarity,
 )
 from mixer.dedup.progress import progress_task
-from mixer.dedup.shingle import Shingling
-from mixer.records import empty_removed
-from mixer.steps.base import Step, StepConfig, StepContext, StepResult, register
+from mixer.dedup.shingle import Shingling, hash_shingles
+from mixer.dedup.signatures import minhash, permutations, similarity
+from mixer.records import base_id, text_of
+from mixer.steps.base import Decision, Mapped, Step, StepConfig, StepContext, register
 
 
 class MinHashConfig(StepConfig):
@@ -62,7 +75,6 @@ class MinHashConfig(StepConfig):
     keep: cl.KeepPolicy = "first"
     priority: list[str] = Field(default_factory=list)
     threads: int | None = Field(None, ge=1)
-    memory_mb: int = Field(2048, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> MinHashConfig:
@@ -88,60 +100,154 @@ class MinHashDedup(Step):
     name = "minhash"
     Config = MinHashConfig
     scopes = ("source", "mix")
+    info_rules = {"signed": "sum"}
 
-    def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
-        cfg: MinHashConfig = self.config
+    @property
+    def is_global(self) -> bool:
+        return True
+
+    def map(self, batch: pl.DataFrame, ctx: StepContext) -> Mapped:
+        """Keys: ``id, source, _base``, the compared text's length, whether it has shingles,
+        and one band key per band (``_b0`` ...). Only the first row of each base id in the
+        batch is signed (upsampled copies follow their record); ``decide`` uses the first
+        row of each base id in the whole input, which is always one of those."""
+        cfg: MinHashConfig = self.config  # type: ignore[assignment]
+        params = cfg.params()
+        first = batch.select(base_id().is_first_distinct()).to_series().to_numpy()
+        rows = np.flatnonzero(first)
+        sub = batch if len(rows) == batch.height else batch[rows]
+        n = batch.height
+        lengths = np.zeros(n, np.int64)
+        nonempty = np.zeros(n, bool)
+        keys = np.zeros((params.bands, n), np.uint64)
+        perms = permutations(params.num_perm, params.seed)
+
+        def work(bound: tuple[int, int]) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+            i0, i1 = bound
+            texts, lens = normalized_texts(sub.slice(i0, i1 - i0), params)
+            offsets, hashes = hash_shingles(texts, params.shingling)
+            return i0, i1, lens, np.diff(offsets) > 0, band_keys(minhash(hashes, offsets, perms), params.bands, params.rows)
+
+        for i0, i1, lens, ne, bk in parallel_map(work, chunk_bounds(approx_bytes(sub), 2_000_000), cfg.threads or default_threads()):
+            at = rows[i0:i1]
+            lengths[at], nonempty[at], keys[:, at] = lens, ne, bk
+        out = batch.select("id", "source", base_id().alias("_base")).with_columns(
+            pl.Series("_first", first), pl.Series("_len", lengths), pl.Series("_ne", nonempty),
+            *[pl.Series(f"_b{j}", keys[j]) for j in range(params.bands)],
+        )
+        return Mapped(batch, keys=out, info={"signed": len(rows)})
+
+    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
+        """Candidate edges from equal band keys; signatures (and, verified exactly, shingle
+        sets) of the edge endpoints only, from a second pass over the batches (``ctx.fetch``);
+        clusters, the keep policy, the cluster table and the removals by base id."""
+        cfg: MinHashConfig = self.config  # type: ignore[assignment]
         params = cfg.params()
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        reps = cl.representatives(frame)
-        sub = frame if len(reps) == frame.height else frame[reps]  # no copy without upsampled rows
-        spill_root = ctx.work_dir / "dedup" / "spill" if ctx.work_dir is not None else None
-        sigs = compute_signatures(sub, params, cfg.threads, cfg.memory_mb, spill_root, progress=ctx.progress,
-                                  keep_sets=cfg.verify == "exact")
-        timings["signatures"] = time.perf_counter() - t
-        try:
-            t = time.perf_counter()
-            edges = candidate_edges(sigs, ctx.progress, cfg.threads)
-            candidates = len(edges)
-            timings["lsh"] = time.perf_counter() - t
-            t = time.perf_counter()
-            rank = cl.keep_rank(sub["source"], sigs.lengths, cfg.keep, ctx.source_order, cfg.priority)
-            checks, exact = 0, np.zeros(0)
-            if cfg.verify != "none" and len(edges):
-                est = signature_similarity(sigs.sig, edges[:, 0], edges[:, 1])
-                if cfg.verify == "signature":
-                    edges = edges[est >= cfg.threshold]
-                else:
-                    edges, exact, checks = _exact_verify(sub.height, edges, est, rank, sigs.sets, cfg.threshold,
-                                                         cfg.num_perm, ctx.progress)
-            timings["verify"] = time.perf_counter() - t
-            t = time.perf_counter()
-            found = resolve(sub.height, edges, rank, candidates)
-            members = np.flatnonzero(found.size > 1)
-            scores = {"similarity": np.ones(len(members))}
-            gone = found.kept_of[members] != members
-            scores["similarity"][gone] = np.round(
-                signature_similarity(sigs.sig, members[gone], found.kept_of[members][gone]), 4)
-            if cfg.verify == "exact":
-                # mostly checked already: the forests prefer edges to the record that is kept
-                a, b = members[gone], found.kept_of[members][gone]
-                known, jac = pair_lookup(edges, exact, a, b)
-                jac[~known] = sigs.sets.jaccard(a[~known], b[~known])
-                scores["jaccard"] = np.ones(len(members))
-                scores["jaccard"][gone] = np.round(jac, 4)
-        finally:
-            sigs.close()
-        outcome = cl.outcome_frame(
-            frame, reps[members], _local(found.kept_of[members], members), found.size[members], scores,
-        ) if len(members) else cl.empty_outcome(scores)
-        detail = ledger_detail(cfg)
-        kept, removed = cl.split(frame, outcome, self.name, "near_duplicate", detail) if outcome.height else (frame, empty_removed())
-        timings["cluster"] = time.perf_counter() - t
-        table = cl.cluster_table(frame, outcome, cfg.text, self.name)
+        reps = keys.filter(pl.col("_first") & pl.col("_base").is_first_distinct()) if keys.height else keys
+        n = reps.height
+        bands = np.stack([reps[f"_b{j}"].to_numpy() for j in range(params.bands)]) if n else np.zeros((params.bands, 0), np.uint64)
+        edges = band_candidates(bands, reps["_ne"].to_numpy() if n else np.zeros(0, bool), ctx.progress, cfg.threads)
+        candidates = len(edges)
+        timings["lsh"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ends = sorted_unique(edges.ravel()) if len(edges) else np.zeros(0, np.int64)
+        got = _fetch_endpoints(ctx, reps["id"].gather(ends) if len(ends) else pl.Series("id", [], pl.Utf8), params, cfg)
+        timings["endpoints"] = time.perf_counter() - t
+        t = time.perf_counter()
+        sig = np.asarray(got["sig"].to_numpy(), dtype=np.uint32).reshape(len(ends), params.num_perm) if len(ends) else np.zeros((0, params.num_perm), np.uint32)
+        sets = _Sets(got["set"]) if cfg.verify == "exact" else None
+
+        def local(rows: np.ndarray) -> np.ndarray:
+            return np.searchsorted(ends, rows)
+
+        def estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return similarity(sig[local(a)], sig[local(b)]) if len(a) else np.zeros(0)
+
+        rank = cl.keep_rank(reps["source"], reps["_len"].to_numpy(), cfg.keep, ctx.source_order, cfg.priority) if n else np.zeros(0, np.int64)
+        checks, exact = 0, np.zeros(0)
+        if cfg.verify != "none" and len(edges):
+            est = estimate(edges[:, 0], edges[:, 1])
+            if cfg.verify == "signature":
+                edges = edges[est >= cfg.threshold]
+            else:
+                assert sets is not None
+                edges, exact, checks = _exact_verify(n, edges, est, rank, lambda a, b: sets.jaccard(local(a), local(b)),
+                                                     cfg.threshold, cfg.num_perm, ctx.progress)
+        timings["verify"] = time.perf_counter() - t
+        t = time.perf_counter()
+        found = resolve(n, edges, rank, candidates)
+        members = np.flatnonzero(found.size > 1)
+        gone = found.kept_of[members] != members
+        a, b = members[gone], found.kept_of[members][gone]
+        scores = {"similarity": np.ones(len(members))}
+        scores["similarity"][gone] = np.round(estimate(a, b), 4)
+        if cfg.verify == "exact":
+            # mostly checked already: the forests prefer edges to the record that is kept
+            assert sets is not None
+            known, jac = pair_lookup(edges, exact, a, b)
+            jac[~known] = sets.jaccard(local(a[~known]), local(b[~known]))
+            scores["jaccard"] = np.ones(len(members))
+            scores["jaccard"][gone] = np.round(jac, 4)
+        outcome = cl.outcome_frame(reps, members, np.searchsorted(members, found.kept_of[members]), found.size[members], scores) \
+            if len(members) else cl.empty_outcome(scores)
+        snippets = got["snippet"].gather(local(outcome["_rep"].to_numpy())) if outcome.height else pl.Series([], dtype=pl.Utf8)
+        table = cl.snippet_table(outcome, snippets, self.name)
         files = cl.write_side_files(ctx.work_dir, self.name, table, {"method": self.name, **params.to_json()})
-        info = run_info(params, cfg, frame.height, len(reps), candidates, checks, len(edges), outcome, removed.height, timings, files)
-        return StepResult(kept, removed, info)
+        removed = outcome.filter(pl.col("id") != pl.col("kept_id"))
+        # rows that leave: the removed representatives and every copy of them
+        removed_rows = int(keys.join(removed.select(base_id().alias("_base")), on="_base", how="semi").height) if removed.height else 0
+        timings["cluster"] = time.perf_counter() - t
+        out = run_info(params, cfg, keys.height, n, candidates, checks, len(edges), outcome, removed_rows, timings, files)
+        return Decision(removed, out)
+
+    def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+        return cl.split(batch, decision.data, self.name, "near_duplicate", ledger_detail(self.config))  # type: ignore[arg-type]
+
+
+class _Sets:
+    """Shingle sets of the edge endpoints (a list column), for exact pair Jaccards."""
+
+    def __init__(self, column: pl.Series):
+        arr = column.to_arrow()
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        arr = arr.cast(pa.large_list(pa.uint32()))
+        off = arr.offsets.to_numpy().astype(np.int64)
+        self.values = arr.values.to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
+        self.starts, self.sizes = off[:-1], np.diff(off)
+
+    def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return pair_jaccard(self.starts, self.sizes, self.values, a, b) if len(a) else np.zeros(0)
+
+
+def endpoint_rows(ids: pl.Series, params: MinHashParams, which: str, with_sets: bool, batch: pl.DataFrame) -> pl.DataFrame:
+    """The second pass: for the rows of ``batch`` named in ``ids``, the signature, the
+    sorted unique shingle set (when asked) and a snippet of the compared text."""
+    sel = batch.filter(pl.col("id").is_in(ids.implode()))
+    texts, _ = normalized_texts(sel, params)
+    offsets, hashes = hash_shingles(texts, params.shingling)
+    sig = minhash(hashes, offsets, permutations(params.num_perm, params.seed))
+    cols = [sel["id"], pl.Series("sig", sig.reshape(-1), dtype=pl.UInt32).reshape((sel.height, params.num_perm)) if sel.height
+            else pl.Series("sig", [], dtype=pl.Array(pl.UInt32, params.num_perm))]
+    if with_sets:
+        set_off, values = unique_sets(hashes, offsets)
+        cols.append(pl.Series("set", pa.LargeListArray.from_arrays(pa.array(set_off, pa.int64()), pa.array(values, pa.uint32()))))
+    cols.append(text_of(sel, which).str.slice(0, cl.SNIPPET_CHARS).alias("snippet") if sel.height else pl.Series("snippet", [], pl.Utf8))
+    return pl.DataFrame(cols)
+
+
+def _fetch_endpoints(ctx: StepContext, ids: pl.Series, params: MinHashParams, cfg: MinHashConfig) -> pl.DataFrame:
+    """Endpoint rows in the order of ``ids``."""
+    if len(ids) == 0:
+        return pl.DataFrame({"id": [], "sig": [], "set": [], "snippet": []},
+                            schema={"id": pl.Utf8, "sig": pl.Array(pl.UInt32, params.num_perm), "set": pl.List(pl.UInt32), "snippet": pl.Utf8})
+    if ctx.fetch is None:
+        raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
+    got = ctx.fetch(partial(endpoint_rows, ids, params, cfg.text, cfg.verify == "exact"))
+    order = pl.DataFrame({"id": ids}).with_row_index("_k")
+    return order.join(got, on="id", how="left").sort("_k").drop("_k")
 
 
 def ledger_detail(cfg: MinHashConfig) -> pl.Expr:
@@ -172,7 +278,7 @@ def run_info(params: Any, cfg: MinHashConfig, records: int, compared: int, candi
     }
 
 
-def _exact_verify(n: int, edges: np.ndarray, est: np.ndarray, rank: np.ndarray, sets, threshold: float,
+def _exact_verify(n: int, edges: np.ndarray, est: np.ndarray, rank: np.ndarray, jaccard, threshold: float,
                   num_perm: int, progress: Any = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Candidate edges whose shingle sets really have Jaccard >= threshold: (edges, their
     Jaccard, checks made). Checked on the spanning forests of ``lsh.verify_components``
@@ -186,13 +292,8 @@ def _exact_verify(n: int, edges: np.ndarray, est: np.ndarray, rank: np.ndarray, 
     weight = np.minimum(rank[edges[:, 0]], rank[edges[:, 1]]) + (1.0 - est) * 0.5
 
     def check(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        jac = sets.jaccard(a, b)
+        jac = jaccard(a, b)
         return jac >= threshold, jac
 
     with progress_task("minhash: exact Jaccard", len(edges), progress) as advance:
         return verify_components(n, edges, weight, check, advance)
-
-
-def _local(kept_rows: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """Positions of ``kept_rows`` within ``members`` (kept records are always members)."""
-    return np.searchsorted(members, kept_rows)

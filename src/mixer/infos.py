@@ -1,12 +1,11 @@
-"""Which stages may run block by block, and how their per-block ``info`` adds up.
+"""How the per-batch ``info`` of a stage run batch by batch adds up to the stage's info.
 
-A stage is row-local when each record's outcome depends on that record alone (and the
-stage's parameters): running it on consecutive blocks and concatenating gives exactly the
-whole-frame result. Its ``info`` (the manifest summary) then has to be merged: counts add
-up, settings echoed back must agree, "first 20 ids" lists are concatenated and cut. The
-rules are listed per stage; a leaf without a rule must be equal in every block, and when
-that fails the engine reruns the stage gathered (whole frame, local code) rather than
-guess. Stages not listed here are never split.
+A row-local stage (a format, a step's ``map``) gives, batch by batch, exactly its whole-
+frame rows; its ``info`` (the manifest summary) is merged by rules: counts add up, settings
+echoed back must agree, "first 20 ids" lists are concatenated and cut. A step declares its
+rules in ``Step.info_rules``; formats are listed here. A leaf without a rule must be equal
+in every batch, else ``MergeError`` (a step whose info does not merge is a bug, never
+guessed around).
 """
 
 from __future__ import annotations
@@ -15,15 +14,9 @@ from typing import Any
 
 SUM = "sum"
 
-# step name -> {dotted path: rule}; "*" matches every key of a dict. A rule "head:N" keeps
-# the first N items of the block lists concatenated in block order.
-ROW_LOCAL_STEPS: dict[str, dict[str, str]] = {
-    "keyword_filter": {"exempt_hits": SUM},
-    "max_tokens": {"dropped": SUM, "truncated": SUM, "tokens_removed": SUM, "truncated_ids": "head:20"},
-}
-
 # format name -> merge rules; formats that draw random numbers over the whole source (alpaca
-# with random templates) or look across rows (flan submix sampling, oasst trees) are absent.
+# with random templates) or look across rows (flan submix sampling, oasst trees) are absent
+# and run on the whole source.
 ROW_LOCAL_FORMATS: dict[str, dict[str, str]] = {
     "messages": {},
     "sharegpt": {"split.chunks": SUM, "split.dropped_trailing_messages": SUM},
@@ -32,9 +25,6 @@ ROW_LOCAL_FORMATS: dict[str, dict[str, str]] = {
     "openorca": {"with_system_prompt": SUM},
     "science": {"subsources.*": SUM},
 }
-
-# sample with ``repeat`` copies each record k times in place: row-local.
-REPEAT_RULES = {"available": SUM, "kept": SUM, "added.*": SUM}
 
 
 class MergeError(ValueError):
