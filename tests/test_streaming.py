@@ -169,6 +169,27 @@ def test_a_build_in_shards_reads_back_and_leaves_no_spill(tmp_path: Path, monkey
     assert not (tmp_path / "out" / "spill").exists()
 
 
+def test_a_sharded_build_is_read_whole_by_training_stats_and_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    from mixer import output
+    from mixer.build_dir import BuildDir
+    from mixer.stats import stats_for_build
+    from mixer_train.data import load_records, open_build
+
+    monkeypatch.setattr(output, "SHARD_ROWS", 1000)
+    monkeypatch.setattr(output, "ROW_GROUP", 500)
+    res = build(load_spec(_spec(tmp_path)), tmp_path / "out")
+    n = res.mixture.height
+    assert len(list((tmp_path / "out").glob("mixture-*-of-*.parquet"))) == -(-n // 1000) > 1
+    b = open_build(tmp_path / "out", kind="sft")
+    assert b.rows == n and len(b.mixture) > 1
+    ds = load_records(b)
+    assert len(ds) == n and ds[n - 1]["messages"] == res.mixture["messages"][n - 1].to_list()
+    assert stats_for_build(BuildDir(tmp_path / "out")).total["instances"] == n
+    assert len(datasets.load_dataset(str(tmp_path / "out"), split="train")) == n  # the card's default config
+
+
 @pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
 def test_files_stream_in_parts_with_the_whole_file_result(tmp_path: Path, suffix: str) -> None:
     import gzip

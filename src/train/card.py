@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from mixer.output import mixture_files
+
 
 def _rows(pairs: list[tuple[str, Any]]) -> str:
     return "\n".join(f"| {k} | {v} |" for k, v in pairs)
@@ -20,7 +22,7 @@ def model_card(info: dict[str, Any], manifest: dict[str, Any], manifest_bytes: b
     """Markdown for the run recorded in ``info`` (run.json) on the build of ``manifest``."""
     build = Path(info["build"])
     kind = info["kind"]
-    mixture = manifest.get("files", {}).get("mixture.parquet", {})
+    shards = {n: f for n, f in (manifest.get("files") or {}).items() if n in {p.name for p in mixture_files(Path(info["build"]), manifest)}}
     dataset_card = build / "README.md"
     sources = manifest.get("sources") or {}
     source_rows = "\n".join(
@@ -52,7 +54,7 @@ def model_card(info: dict[str, Any], manifest: dict[str, Any], manifest_bytes: b
             ("build", f"`{manifest.get('name')}` ({manifest.get('kind')}) at `{build}`"),
             ("spec hash", f"`{manifest.get('spec_hash')}`"),
             ("manifest hash", f"`sha256:{hashlib.sha256(manifest_bytes).hexdigest()}`"),
-            ("mixture.parquet", f"`sha256:{mixture.get('sha256')}`, {mixture.get('rows')} records"),
+            *[(name, f"`sha256:{f.get('sha256')}`, {f.get('rows')} records") for name, f in sorted(shards.items())],
             ("dataset card", f"`{dataset_card}`" + ("" if dataset_card.is_file() else " (not present in the build folder)")),
         ]),
         "",

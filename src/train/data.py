@@ -14,7 +14,6 @@ from typing import Any
 
 import polars as pl
 
-MIXTURE = "mixture.parquet"
 MANIFEST = "manifest.json"
 
 
@@ -36,12 +35,16 @@ class Build:
         return self.manifest.get("spec_hash", "")
 
     @property
-    def mixture(self) -> Path:
-        return self.path / MIXTURE
+    def mixture(self) -> list[Path]:
+        """The mixture's parquet shards, in order (one file for small builds)."""
+        from mixer.output import mixture_files
+
+        return mixture_files(self.path, self.manifest)
 
     @property
     def rows(self) -> int:
-        return int(self.manifest["files"][MIXTURE].get("rows", -1))
+        files = self.manifest["files"]
+        return sum(int(files[p.name].get("rows", 0)) for p in self.mixture)
 
 
 def open_build(path: str | Path, kind: str | None = None, verify_hashes: bool = True) -> Build:
@@ -66,15 +69,15 @@ def open_build(path: str | Path, kind: str | None = None, verify_hashes: bool = 
     except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
         raise BuildError(f"{p / MANIFEST}: unreadable manifest ({type(e).__name__}: {e})") from None
     files = manifest.get("files") or {}
-    if MIXTURE not in files:
-        raise BuildError(f"{p}/{MANIFEST}: lists no {MIXTURE}")
+    build = Build(p, manifest)
+    if not build.mixture or not all(f.name in files for f in build.mixture):
+        raise BuildError(f"{p}/{MANIFEST}: lists no mixture parquet file")
     for name, info in files.items():
         if not isinstance(info, dict):
             raise BuildError(f"{p / MANIFEST}: files.{name} is a {type(info).__name__}, not an object")
         f = p / name
         if "bytes" in info and f.stat().st_size != int(info["bytes"]):
             raise BuildError(f"{p}: {name} has {f.stat().st_size} bytes, the manifest says {info['bytes']}")
-    build = Build(p, manifest)
     if build.kind not in ("sft", "preference"):
         raise BuildError(f"{p}/{MANIFEST}: unknown kind {build.kind!r}")
     if kind is not None and build.kind != kind:
@@ -106,11 +109,13 @@ def _check_manifest_shape(mf: Path) -> None:
 
 def _check_records(build: Build) -> None:
     """Catch records training cannot use, naming them, before any process starts."""
-    lf = pl.scan_parquet(build.mixture)
+    files = build.mixture
+    lf = pl.scan_parquet(files)
+    where = files[0] if len(files) == 1 else build.path
     cols = ["messages"] if build.kind == "sft" else ["chosen", "rejected"]
     missing = [c for c in cols if c not in lf.collect_schema().names()]
     if missing:
-        raise BuildError(f"{build.mixture}: missing column(s) {missing} for a {build.kind} build")
+        raise BuildError(f"{where}: missing column(s) {missing} for a {build.kind} build")
     for c in cols:
         roles = pl.col(c).list.eval(pl.element().struct.field("role"))
         bad = pl.col(c).list.len() == 0
@@ -121,7 +126,7 @@ def _check_records(build: Build) -> None:
         ids = lf.filter(bad).select("id").head(3).collect()["id"].to_list()
         if ids:
             what = "no assistant turn" if c == "messages" else "does not end on an assistant turn"
-            raise BuildError(f"{build.mixture}: {c} {what} in record(s) {ids}")
+            raise BuildError(f"{where}: {c} {what} in record(s) {ids}")
 
 
 def _split_preference(example: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +142,7 @@ def load_records(build: Build, num_proc: int | None = None):
     ``chosen``, ``rejected`` (conversational) for preference builds."""
     from datasets import load_dataset
 
-    ds = load_dataset("parquet", data_files=str(build.mixture), split="train")
+    ds = load_dataset("parquet", data_files=[str(f) for f in build.mixture], split="train")
     if build.kind == "sft":
         return ds.select_columns(["messages"])
     ds = ds.select_columns(["id", "chosen", "rejected"])

@@ -123,9 +123,10 @@ def make_cache(build, tokenizer_source: str, tokenizer, args, kind: str) -> Toke
     import trl
 
     files = build.manifest.get("files", {})
+    shards = {p.name for p in build.mixture}
     parts = {
         "kind": kind,
-        "build": {name: info.get("sha256") for name, info in sorted(files.items()) if name == "mixture.parquet"},
+        "build": {name: info.get("sha256") for name, info in sorted(files.items()) if name in shards},
         "tokenizer": tokenizer_hash(tokenizer_source, tokenizer),
         "chat_template": _sha((tokenizer.chat_template or "").encode()),
         "added_tokens": sorted(tokenizer.get_added_vocab().items()),

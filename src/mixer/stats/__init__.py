@@ -7,11 +7,13 @@ the (build, tokenizer) cache and reuses ``stats.json`` when the build already ha
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from mixer.output import mixture_files
 from mixer.progress import NullReporter
 from mixer.records import kind_of
 from mixer.stats import cache
@@ -53,7 +55,9 @@ def resolve_for_build(build: Any, tokenizer: str | None) -> str:
 def build_lengths(build: Any, tokenizer: str | None = None, progress: Progress | None = None) -> tuple[pl.DataFrame, TokenCounter]:
     """Per-record lengths of a finished build (a ``BuildDir``), from the cache when possible."""
     counter = TokenCounter(resolve_for_build(build, tokenizer))
-    sha = build.manifest.get("files", {}).get("mixture.parquet", {}).get("sha256", "unknown")
+    files = build.manifest.get("files", {})
+    shas = [files.get(p.name, {}).get("sha256", "unknown") for p in mixture_files(build.path, build.manifest)]
+    sha = shas[0] if len(shas) == 1 else "sha256:" + hashlib.sha256("".join(shas).encode()).hexdigest()
     paths = cache.candidates(build.path, sha, counter.key)
     lengths = cache.read(paths, build.manifest.get("records", -1))
     if lengths is None:
