@@ -21,6 +21,7 @@ goes to ``BUILD/dedup/minhash.clusters.parquet`` and the parameters to
 
 from __future__ import annotations
 
+import tempfile
 import time
 from functools import partial
 from typing import Any, Literal
@@ -154,13 +155,12 @@ class MinHashDedup(Step):
         t = time.perf_counter()
         ends = sorted_unique(edges.ravel()) if len(edges) else np.zeros(0, np.int64)
         ids = reps["id"].gather(ends) if len(ends) else pl.Series("id", [], pl.Utf8)
-        sig, sets, at = _fetch_endpoints(ctx, ids, params, cfg.text, cfg.verify == "exact")
+        sig, sets = _fetch_endpoints(ctx, ids, params, cfg.text, cfg.verify == "exact")
         timings["endpoints"] = time.perf_counter() - t
         t = time.perf_counter()
 
         def local(rows: np.ndarray) -> np.ndarray:
-            """Rows of the fetched endpoints (in the order they came) for rows of ``reps``."""
-            return at[np.searchsorted(ends, rows)]
+            return np.searchsorted(ends, rows)
 
         def estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return similarity(sig[local(a)], sig[local(b)]) if len(a) else np.zeros(0)
@@ -192,7 +192,7 @@ class MinHashDedup(Step):
             scores["jaccard"][gone] = np.round(jac, 4)
         outcome = cl.outcome_frame(reps, members, np.searchsorted(members, found.kept_of[members]), found.size[members], scores) \
             if len(members) else cl.empty_outcome(scores)
-        del sig, sets
+        sig, sets = np.zeros((0, 0), np.uint32), None  # freed before the snippet pass
         snippets = _fetch_snippets(ctx, outcome["id"], params, cfg.text)
         table = cl.snippet_table(outcome, snippets, self.name)
         files = cl.write_side_files(ctx.work_dir, self.name, table, {"method": self.name, **params.to_json()})
@@ -239,37 +239,47 @@ def snippet_rows(ids: pl.Series, which: str, batch: pl.DataFrame) -> pl.DataFram
                          else pl.Series("snippet", [], pl.Utf8)])
 
 
+ROUND = 262_144  # endpoints fetched per pass over the batches
+
+
 def _fetch_endpoints(ctx: StepContext, ids: pl.Series, params: MinHashParams, which: str,
-                     with_sets: bool) -> tuple[np.ndarray, _Sets | None, np.ndarray]:
-    """Signatures (and shingle sets) of the endpoints ``ids``, in the order the batches
-    gave them, and where each of ``ids`` is among them. The sets are moved into one flat
-    array chunk by chunk, each chunk freed once copied: memory holds them about once."""
-    if len(ids) == 0:
-        return np.zeros((0, params.num_perm), np.uint32), _Sets(*(np.zeros(0, np.int64),) * 2, np.zeros(0, np.uint32)), np.zeros(0, np.int64)
-    if ctx.fetch is None:
+                     with_sets: bool) -> tuple[np.ndarray, _Sets | None]:
+    """Signatures (and shingle sets) of the endpoints ``ids``, in their order. Fetched in
+    passes of ``ROUND`` endpoints, so a pass's frame stays small; the sets are appended to
+    an unlinked file in the build's temp folder and read back memory-mapped."""
+    n = len(ids)
+    sig = np.zeros((n, params.num_perm), np.uint32)
+    starts, sizes = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    if n and ctx.fetch is None:
         raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
-    got = ctx.fetch(partial(endpoint_rows, ids, params, which, with_sets))
-    at = pl.DataFrame({"id": ids}).join(got.select("id").with_row_index("_g"), on="id", how="left", maintain_order="left")["_g"]
-    at_np = at.to_numpy().astype(np.int64)
-    sig = np.ascontiguousarray(got["sig"].to_numpy(), dtype=np.uint32).reshape(got.height, params.num_perm)
-    if not with_sets:
-        return sig, None, at_np
-    chunks = got["set"].to_arrow()
-    chunks = list(chunks.chunks) if isinstance(chunks, pa.ChunkedArray) else [chunks]
-    del got
-    sizes = np.concatenate([np.diff(c.offsets.to_numpy()) for c in chunks]).astype(np.int64)
-    starts = np.zeros(len(sizes), np.int64)
-    np.cumsum(sizes[:-1], out=starts[1:])
-    values = np.empty(int(sizes.sum()), np.uint32)
-    pos = 0
-    while chunks:
-        c = chunks.pop(0)
-        off = c.offsets.to_numpy()
-        v = c.values.to_numpy(zero_copy_only=False)[off[0] : off[-1]]
-        values[pos : pos + len(v)] = v
-        pos += len(v)
-        del c, v
-    return sig, _Sets(starts, sizes, values), at_np
+    with tempfile.TemporaryFile(dir=ctx.work_dir if ctx.work_dir is not None and ctx.work_dir.is_dir() else None) as f:
+        written = 0
+        for r0 in range(0, n, ROUND):
+            part = ids.slice(r0, ROUND)
+            got = ctx.fetch(partial(endpoint_rows, part, params, which, with_sets))  # type: ignore[misc]
+            where = r0 + got.select("id").join(part.to_frame().with_row_index("_k"), on="id", how="left",
+                                               maintain_order="left")["_k"].to_numpy().astype(np.int64)
+            sig[where] = np.asarray(got["sig"].to_numpy(), dtype=np.uint32).reshape(got.height, params.num_perm)
+            if with_sets:
+                at = 0
+                for c in _chunks(got["set"]):
+                    off = c.offsets.to_numpy().astype(np.int64)
+                    rows = where[at : at + len(c)]
+                    starts[rows], sizes[rows] = written + off[:-1] - off[0], np.diff(off)
+                    f.write(c.values.to_numpy(zero_copy_only=False)[off[0] : off[-1]].astype(np.uint32, copy=False).tobytes())
+                    written += int(off[-1] - off[0])
+                    at += len(c)
+            del got
+        if not with_sets:
+            return sig, None
+        f.flush()
+        values = np.memmap(f, dtype=np.uint32, mode="r", shape=(written,)) if written else np.zeros(0, np.uint32)
+    return sig, _Sets(starts, sizes, values)
+
+
+def _chunks(column: pl.Series) -> list[pa.Array]:
+    arr = column.to_arrow()
+    return list(arr.chunks) if isinstance(arr, pa.ChunkedArray) else [arr]
 
 
 def _fetch_snippets(ctx: StepContext, ids: pl.Series, params: MinHashParams, which: str) -> pl.Series:
