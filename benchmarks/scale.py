@@ -33,7 +33,8 @@ Streaming against the in-memory build (``--baseline 2ea0dc9``): the same spec an
 built by this checkout's local engine (batches spilled, bounded memory) and by the commit
 before streaming, checked out with ``git worktree`` under ``.cache`` and run from its own
 sources; wall time, peak RSS of the whole process tree and their ratios, per size
-(``--sizes 1000000``). Writes benchmarks/results/scale_streaming.json.
+(``--sizes 1000000``), and per stage its seconds, peak RSS and the RSS it started from
+(sampled in the build's process). Writes benchmarks/results/scale_streaming.json.
 
     python benchmarks/scale.py --baseline 2ea0dc9 --sizes 200000 1000000
 """
