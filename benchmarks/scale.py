@@ -33,7 +33,8 @@ Streaming against the in-memory build (``--baseline 2ea0dc9``): the same spec an
 built by this checkout's local engine (batches spilled, bounded memory) and by the commit
 before streaming, checked out with ``git worktree`` under ``.cache`` and run from its own
 sources; wall time, peak RSS of the whole process tree and their ratios, per size
-(``--sizes 1000000``). Writes benchmarks/results/scale_streaming.json.
+(``--sizes 1000000``), and per stage its seconds, peak RSS and the RSS it started from
+(sampled in the build's process). Writes benchmarks/results/scale_streaming.json.
 
     python benchmarks/scale.py --baseline 2ea0dc9 --sizes 200000 1000000
 """
@@ -163,6 +164,7 @@ def run_one(engine: str, spec: Path, out: Path, cpus: int, store_mb: int) -> dic
     from mixer.spec import load_spec
 
     s = load_spec(spec)
+    stage_peaks = _sample_stage_peaks()
     eng = make_engine("local") if engine == "local" else make_engine("ray", num_cpus=cpus, object_store_memory=store_mb * 2**20)
     t0 = time.perf_counter()
     res = build(s, out, engine=eng)
@@ -173,13 +175,48 @@ def run_one(engine: str, spec: Path, out: Path, cpus: int, store_mb: int) -> dic
         "format_version": res.manifest.get("format_version", 1),
         "removed_sha256": res.manifest["files"]["removed.parquet"]["sha256"],
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "steps": [{"stage": f"{e['scope']}/{e['step']}", "seconds": e["seconds"]} for e in res.manifest["steps"]],
+        "steps": [{"stage": f"{e['scope']}/{e['step']}", "seconds": e["seconds"], **stage_peaks.get(f"{e['scope']}/{e['step']}", {})}
+                  for e in res.manifest["steps"]],
     }
     if engine == "ray":
         result["stages"] = _task_work(eng)
         result["nodes"] = eng.describe()
         eng.close()
     return result
+
+
+def _sample_stage_peaks() -> dict[str, dict[str, int]]:
+    """Peak RSS of this process per ledger stage (MB), sampled every 50 ms by a thread: the
+    peak between the end of the previous stage and the end of this one (a source's
+    ``format`` falls into its ``validate``), and the RSS it started from (memory
+    the allocators kept). Filled as ``Ledger.record`` is called."""
+    import threading
+
+    from mixer import pipeline
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    peaks: dict[str, dict[str, int]] = {}
+    state = {"peak": 0, "start": 0}
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page // 2**20
+
+    def sample() -> None:
+        while True:
+            state["peak"] = max(state["peak"], rss())
+            time.sleep(0.05)
+
+    threading.Thread(target=sample, daemon=True).start()
+    record = pipeline.Ledger.record
+
+    def recorded(self, scope, step, *a, **k):  # noqa: ANN001, ANN002, ANN003
+        record(self, scope, step, *a, **k)
+        peaks[f"{scope}/{step}"] = {"rss_start_mb": state["start"], "peak_rss_mb": max(state["peak"], rss())}
+        state["peak"] = state["start"] = rss()
+
+    pipeline.Ledger.record = recorded  # type: ignore[method-assign]
+    return peaks
 
 
 def _task_work(eng) -> list[dict]:
@@ -301,6 +338,8 @@ def compare_baseline(commit: str, sizes: list[int], cpus: int) -> dict:
             r = row[name]
             print(f"  {n:,} {name}: {r['wall_s']} s, process tree peak {r['process_tree_peak_rss_mb']} MB, "
                   f"{r['records_out']:,} records out", flush=True)
+            print("    per stage (s / peak MB): " + ", ".join(f"{st['stage']} {st['seconds']:.0f}/{st.get('peak_rss_mb')}"
+                                                       for st in r["steps"]), flush=True)
         row["wall_ratio"] = round(row["streaming"]["wall_s"] / row["baseline"]["wall_s"], 3)
         row["rss_ratio"] = round(row["streaming"]["process_tree_peak_rss_mb"] / row["baseline"]["process_tree_peak_rss_mb"], 3)
         print(f"  {n:,}: streaming/baseline wall {row['wall_ratio']}, peak RSS {row['rss_ratio']}", flush=True)

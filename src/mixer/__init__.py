@@ -5,9 +5,14 @@
 mirror the CLI; they load lazily so that ``import mixer`` stays fast.
 """
 
+import os
 import sys
 import types
 from typing import Any
+
+# polars' allocator (jemalloc) keeps freed pages for 10 s by default, which carries one
+# batch's or stage's peak into the next; set before polars loads, a user's setting wins
+os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:500,muzzy_decay_ms:0")
 
 __version__ = "0.1.0"
 

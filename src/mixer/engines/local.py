@@ -15,6 +15,7 @@ run per batch, the others on the whole source; steps not yet split into pieces
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import itertools
 import os
@@ -87,14 +88,26 @@ def default_memory() -> int:
     return int(min(4096, max(512, total // 4)))
 
 
+def default_threads() -> int:
+    """Batches in flight at once: the CPUs this process may use, at most 4 (polars and numpy
+    release the GIL, so batches overlap; the batch size shrinks to keep the memory)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
 class LocalEngine:
     """``memory`` (MiB, or "4G") sizes the batches and the keys held for ``decide``: half for
-    keys, a quarter for the batches in flight; ``batch_rows``/``key_rows`` override it."""
+    keys, a quarter for the batches in flight; ``batch_rows``/``key_rows`` override it;
+    ``threads`` defaults to the CPUs (at most 4)."""
 
     name = "local"
 
-    def __init__(self, batch_rows: int | None = None, threads: int = 1, key_rows: int | None = None, memory: int | str | None = None):
+    def __init__(self, batch_rows: int | None = None, threads: int | None = None, key_rows: int | None = None, memory: int | str | None = None):
         mb = parse_memory(memory) if memory is not None else default_memory()
+        threads = threads if threads is not None else default_threads()
         batch_rows = batch_rows if batch_rows is not None else int(min(65_536, max(1024, mb * 2**20 // 4 // (threads * RECORD_BYTES))))
         key_rows = key_rows if key_rows is not None else int(max(100_000, mb * 2**20 // 2 // KEY_BYTES))
         if batch_rows < 1 or threads < 1 or key_rows < 1:
@@ -123,6 +136,12 @@ class LocalEngine:
     def _parts(self, frames: list[pl.DataFrame], kind: str) -> Parts:
         """Batches as a frame (spilled when the engine has a folder)."""
         return _assemble([(self._part(f), f.height, _counts(f)) for f in frames], kind)
+
+    def _spilled(self, res: StepResult) -> tuple[StepResult, tuple[Part, int, dict[str, int]]]:
+        """A batch's result with its kept rows spilled where they were made, so that a stage
+        never holds more than the batches in flight."""
+        part = (self._part(res.kept), res.kept.height, _counts(res.kept))
+        return dataclasses.replace(res, kept=empty_records()), part
 
     def _split(self, frame: pl.DataFrame, kind: str) -> Parts:
         return self._parts([frame.slice(a, self.batch_rows) for a in range(0, frame.height, self.batch_rows)] or [frame], kind)
@@ -166,19 +185,20 @@ class LocalEngine:
         kind = "preference" if src.format.kind == "preference" else "sft"
         rules = format_rules(src.format.name, src.format.config)
         if rules is not None and len(raw.parts) > 1:
-            results = self._over(lambda b: format_source(b, src, spec), raw)
+            results = self._over(lambda b: self._spilled(format_source(b, src, spec)), raw)
             try:
-                info = merge_infos([r.info for r in results], rules)
+                info = merge_infos([r[0].info for r in results], rules)
             except MergeError:
-                pass
+                for _, part in results:
+                    _drop(part[0])
             else:
-                return _release(raw, StepResult(self._parts([r.kept for r in results], kind), _concat([r.removed for r in results]), info))
+                return _release(raw, StepResult(_assemble([r[1] for r in results], kind), _concat([r[0].removed for r in results]), info))
         res = format_source(pl.concat(list(raw.batches()), how="diagonal_relaxed"), src, spec)
         return _release(raw, StepResult(self._split(res.kept, kind), res.removed, res.info))
 
     def validate(self, frame: Parts) -> StepResult:
-        results = self._over(validate_batch, frame)
-        out = StepResult(self._parts([r.kept for r in results], frame.kind), _concat([r.removed for r in results]), merge_infos([r.info for r in results], {}))
+        results = self._over(lambda b: self._spilled(validate_batch(b)), frame)
+        out = StepResult(_assemble([r[1] for r in results], frame.kind), _concat([r[0].removed for r in results]), merge_infos([r[0].info for r in results], {}))
         return _release(frame, out)
 
     def run_step(self, step: StepSpec, frame: Parts, ctx: StepContext) -> StepResult:
@@ -232,14 +252,15 @@ class LocalEngine:
         decision = step.decide(keys, dataclasses.replace(ctx, fetch=fetch), info)
         del keys
 
-        def applied(p: Part) -> tuple[pl.DataFrame, pl.DataFrame]:
+        def applied(p: Part) -> tuple[tuple[Part, int, dict[str, int]], pl.DataFrame]:
             batch = read_part(p)
             kept, gone = step.apply(batch, decision, ctx)
-            return conform(kept), with_content(gone, batch)
+            kept = conform(kept)
+            return (self._part(kept), kept.height, _counts(kept)), with_content(gone, batch)
 
         out = self._pmap(applied, parts)
         removed += [r for _, r in out if r.height]
-        return StepResult(self._parts([k for k, _ in out], frame.kind), _concat(removed), decision.info)
+        return StepResult(_assemble([k for k, _ in out], frame.kind), _concat(removed), decision.info)
 
     def concat(self, frames: list[Parts]) -> Parts:
         parts = [p for f in frames for p in f.parts]
@@ -280,7 +301,34 @@ def _release(old: Parts, res: StepResult) -> StepResult:
     for p in old.parts:
         if isinstance(p, Path) and p not in keep:
             p.unlink(missing_ok=True)
+    _trim()
     return res
+
+
+def _trim() -> None:
+    """Hand the heap memory freed by a stage back to the system (glibc keeps freed blocks
+    below its mmap threshold, up to 32 MB each, which would carry one stage's peak over
+    into the next)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc() -> Any:
+    try:
+        lib = ctypes.CDLL("libc.so.6")
+        lib.malloc_trim  # noqa: B018 - glibc only
+        lib.mallopt(-8, 2)  # M_ARENA_MAX: batch threads share two heaps instead of one each
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return None
+    return lib
+
+
+_LIBC = _libc()
+
+
+def _drop(part: Part) -> None:
+    if isinstance(part, Path):
+        part.unlink(missing_ok=True)
 
 
 def _counts(frame: pl.DataFrame) -> dict[str, int]:

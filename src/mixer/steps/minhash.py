@@ -21,6 +21,7 @@ goes to ``BUILD/dedup/minhash.clusters.parquet`` and the parameters to
 
 from __future__ import annotations
 
+import tempfile
 import time
 from functools import partial
 from typing import Any, Literal
@@ -153,11 +154,10 @@ class MinHashDedup(Step):
         timings["lsh"] = time.perf_counter() - t
         t = time.perf_counter()
         ends = sorted_unique(edges.ravel()) if len(edges) else np.zeros(0, np.int64)
-        got = _fetch_endpoints(ctx, reps["id"].gather(ends) if len(ends) else pl.Series("id", [], pl.Utf8), params, cfg)
+        ids = reps["id"].gather(ends) if len(ends) else pl.Series("id", [], pl.Utf8)
+        sig, sets = _fetch_endpoints(ctx, ids, params, cfg.text, cfg.verify == "exact")
         timings["endpoints"] = time.perf_counter() - t
         t = time.perf_counter()
-        sig = np.asarray(got["sig"].to_numpy(), dtype=np.uint32).reshape(len(ends), params.num_perm) if len(ends) else np.zeros((0, params.num_perm), np.uint32)
-        sets = _Sets(got["set"]) if cfg.verify == "exact" else None
 
         def local(rows: np.ndarray) -> np.ndarray:
             return np.searchsorted(ends, rows)
@@ -192,7 +192,8 @@ class MinHashDedup(Step):
             scores["jaccard"][gone] = np.round(jac, 4)
         outcome = cl.outcome_frame(reps, members, np.searchsorted(members, found.kept_of[members]), found.size[members], scores) \
             if len(members) else cl.empty_outcome(scores)
-        snippets = got["snippet"].gather(local(outcome["_rep"].to_numpy())) if outcome.height else pl.Series([], dtype=pl.Utf8)
+        sig, sets = np.zeros((0, 0), np.uint32), None  # freed before the snippet pass
+        snippets = _fetch_snippets(ctx, outcome["id"], params, cfg.text)
         table = cl.snippet_table(outcome, snippets, self.name)
         files = cl.write_side_files(ctx.work_dir, self.name, table, {"method": self.name, **params.to_json()})
         removed = outcome.filter(pl.col("id") != pl.col("kept_id"))
@@ -207,24 +208,18 @@ class MinHashDedup(Step):
 
 
 class _Sets:
-    """Shingle sets of the edge endpoints (a list column), for exact pair Jaccards."""
+    """Shingle sets of the edge endpoints (sorted unique uint32 hashes), one flat array."""
 
-    def __init__(self, column: pl.Series):
-        arr = column.to_arrow()
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
-        arr = arr.cast(pa.large_list(pa.uint32()))
-        off = arr.offsets.to_numpy().astype(np.int64)
-        self.values = arr.values.to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
-        self.starts, self.sizes = off[:-1], np.diff(off)
+    def __init__(self, starts: np.ndarray, sizes: np.ndarray, values: np.ndarray):
+        self.starts, self.sizes, self.values = starts, sizes, values
 
     def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return pair_jaccard(self.starts, self.sizes, self.values, a, b) if len(a) else np.zeros(0)
 
 
 def endpoint_rows(ids: pl.Series, params: MinHashParams, which: str, with_sets: bool, batch: pl.DataFrame) -> pl.DataFrame:
-    """The second pass: for the rows of ``batch`` named in ``ids``, the signature, the
-    sorted unique shingle set (when asked) and a snippet of the compared text."""
+    """The second pass: for the rows of ``batch`` named in ``ids``, the signature and the
+    sorted unique shingle set (when asked) of the compared text."""
     sel = batch.filter(pl.col("id").is_in(ids.implode()))
     texts, _ = normalized_texts(sel, params)
     offsets, hashes = hash_shingles(texts, params.shingling)
@@ -234,20 +229,67 @@ def endpoint_rows(ids: pl.Series, params: MinHashParams, which: str, with_sets: 
     if with_sets:
         set_off, values = unique_sets(hashes, offsets)
         cols.append(pl.Series("set", pa.LargeListArray.from_arrays(pa.array(set_off, pa.int64()), pa.array(values, pa.uint32()))))
-    cols.append(text_of(sel, which).str.slice(0, cl.SNIPPET_CHARS).alias("snippet") if sel.height else pl.Series("snippet", [], pl.Utf8))
     return pl.DataFrame(cols)
 
 
-def _fetch_endpoints(ctx: StepContext, ids: pl.Series, params: MinHashParams, cfg: MinHashConfig) -> pl.DataFrame:
-    """Endpoint rows in the order of ``ids``."""
+def snippet_rows(ids: pl.Series, which: str, batch: pl.DataFrame) -> pl.DataFrame:
+    """The second pass for the cluster table: a snippet of the compared text of ``ids``."""
+    sel = batch.filter(pl.col("id").is_in(ids.implode()))
+    return pl.DataFrame([sel["id"], text_of(sel, which).str.slice(0, cl.SNIPPET_CHARS).alias("snippet") if sel.height
+                         else pl.Series("snippet", [], pl.Utf8)])
+
+
+ROUND = 262_144  # endpoints fetched per pass over the batches
+
+
+def _fetch_endpoints(ctx: StepContext, ids: pl.Series, params: MinHashParams, which: str,
+                     with_sets: bool) -> tuple[np.ndarray, _Sets | None]:
+    """Signatures (and shingle sets) of the endpoints ``ids``, in their order. Fetched in
+    passes of ``ROUND`` endpoints, so a pass's frame stays small; the sets are appended to
+    an unlinked file in the build's temp folder and read back memory-mapped."""
+    n = len(ids)
+    sig = np.zeros((n, params.num_perm), np.uint32)
+    starts, sizes = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    if n and ctx.fetch is None:
+        raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
+    with tempfile.TemporaryFile(dir=ctx.work_dir if ctx.work_dir is not None and ctx.work_dir.is_dir() else None) as f:
+        written = 0
+        for r0 in range(0, n, ROUND):
+            part = ids.slice(r0, ROUND)
+            got = ctx.fetch(partial(endpoint_rows, part, params, which, with_sets))  # type: ignore[misc]
+            where = r0 + got.select("id").join(part.to_frame().with_row_index("_k"), on="id", how="left",
+                                               maintain_order="left")["_k"].to_numpy().astype(np.int64)
+            sig[where] = np.asarray(got["sig"].to_numpy(), dtype=np.uint32).reshape(got.height, params.num_perm)
+            if with_sets:
+                at = 0
+                for c in _chunks(got["set"]):
+                    off = c.offsets.to_numpy().astype(np.int64)
+                    rows = where[at : at + len(c)]
+                    starts[rows], sizes[rows] = written + off[:-1] - off[0], np.diff(off)
+                    f.write(c.values.to_numpy(zero_copy_only=False)[off[0] : off[-1]].astype(np.uint32, copy=False).tobytes())
+                    written += int(off[-1] - off[0])
+                    at += len(c)
+            del got
+        if not with_sets:
+            return sig, None
+        f.flush()
+        values = np.memmap(f, dtype=np.uint32, mode="r", shape=(written,)) if written else np.zeros(0, np.uint32)
+    return sig, _Sets(starts, sizes, values)
+
+
+def _chunks(column: pl.Series) -> list[pa.Array]:
+    arr = column.to_arrow()
+    return list(arr.chunks) if isinstance(arr, pa.ChunkedArray) else [arr]
+
+
+def _fetch_snippets(ctx: StepContext, ids: pl.Series, params: MinHashParams, which: str) -> pl.Series:
+    """Snippets of the cluster table's records (a pass for those ids only), in ``ids`` order."""
     if len(ids) == 0:
-        return pl.DataFrame({"id": [], "sig": [], "set": [], "snippet": []},
-                            schema={"id": pl.Utf8, "sig": pl.Array(pl.UInt32, params.num_perm), "set": pl.List(pl.UInt32), "snippet": pl.Utf8})
+        return pl.Series("snippet", [], pl.Utf8)
     if ctx.fetch is None:
         raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
-    got = ctx.fetch(partial(endpoint_rows, ids, params, cfg.text, cfg.verify == "exact"))
-    order = pl.DataFrame({"id": ids}).with_row_index("_k")
-    return order.join(got, on="id", how="left").sort("_k").drop("_k")
+    got = ctx.fetch(partial(snippet_rows, ids, which))
+    return pl.DataFrame({"id": ids}).join(got, on="id", how="left", maintain_order="left")["snippet"]
 
 
 def ledger_detail(cfg: MinHashConfig) -> pl.Expr:
