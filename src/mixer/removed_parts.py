@@ -29,7 +29,7 @@ class RemovedParts:
 
     def batches(self) -> Iterator[pl.DataFrame]:
         for f in self.files:
-            yield pl.read_ipc(f, memory_map=False)
+            yield pl.read_ipc(f)
 
     def collect(self) -> pl.DataFrame:
         return pl.concat(list(self.batches()), how="vertical_relaxed")

@@ -85,11 +85,13 @@ def default_memory() -> int:
 
 class LocalEngine:
     """``memory`` (MiB, or "4G") sizes the batches and the keys held for ``decide``: half for
-    keys, a quarter for the batches in flight; ``batch_rows``/``key_rows`` override it."""
+    keys, a quarter for the batches in flight, an eighth for a stage's ledger rows before
+    they spill; ``batch_rows``/``key_rows``/``ledger_bytes`` override it."""
 
     name = "local"
 
-    def __init__(self, batch_rows: int | None = None, threads: int = 1, key_rows: int | None = None, memory: int | str | None = None):
+    def __init__(self, batch_rows: int | None = None, threads: int = 1, key_rows: int | None = None, memory: int | str | None = None,
+                 ledger_bytes: int | None = None):
         mb = parse_memory(memory) if memory is not None else default_memory()
         batch_rows = batch_rows if batch_rows is not None else int(min(65_536, max(1024, mb * 2**20 // 4 // (threads * RECORD_BYTES))))
         key_rows = key_rows if key_rows is not None else int(max(100_000, mb * 2**20 // 2 // KEY_BYTES))
@@ -99,6 +101,7 @@ class LocalEngine:
         self.batch_rows = batch_rows
         self.threads = threads
         self.key_rows = key_rows
+        self.ledger_bytes = ledger_bytes if ledger_bytes is not None else mb * 2**20 // 8
         self.spill_dir: Path | None = None
         self._n = itertools.count()
 
@@ -113,7 +116,7 @@ class LocalEngine:
         if self.spill_dir is None:
             return frame
         path = self.spill_dir / f"{next(self._n):07d}.arrow"
-        frame.write_ipc(path, compression="uncompressed")
+        frame.write_ipc(path, compression="lz4")
         return path
 
     def _parts(self, frames: list[pl.DataFrame], kind: str) -> Parts:
@@ -151,7 +154,7 @@ class LocalEngine:
         return _assemble(parts, kind), ledger.result(), infos
 
     def _ledger(self) -> LedgerBuffer:
-        return LedgerBuffer(self.spill_dir, self._n, self.memory_mb * 2**20 // 8)
+        return LedgerBuffer(self.spill_dir, self._n, self.ledger_bytes)
 
     # ------------------------------------------------------------------ Engine protocol
 
@@ -343,7 +346,7 @@ class LedgerBuffer:
     def _spill(self) -> None:
         frame = _concat(self.held)
         path = self.spill_dir / f"{next(self.names):07d}.removed.arrow"  # type: ignore[operator]
-        frame.write_ipc(path, compression="uncompressed")
+        frame.write_ipc(path, compression="lz4")
         self.spilled.files.append(path)
         for key, n in counts_of(frame).items():
             self.spilled.counts[key] = self.spilled.counts.get(key, 0) + n
