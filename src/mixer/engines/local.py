@@ -139,12 +139,16 @@ class LocalEngine:
         for a in range(0, len(items), self.threads):
             yield from self._pmap(fn, items[a:a + self.threads])
 
-    def _over(self, fn: Callable[[pl.DataFrame], StepResult], frame: Parts, kind: str) -> tuple[Parts, Any, list[dict[str, Any]]]:
+    def _over(self, fn: Callable[[pl.DataFrame], StepResult], frame: Parts, kind: str, consume: bool = False) -> tuple[Parts, Any, list[dict[str, Any]]]:
         """``fn`` on every batch of ``frame``, reading each batch where it runs and spilling
-        what it keeps there: (kept, ledger, infos)."""
+        what it keeps there: (kept, ledger, infos). ``consume``: delete each input batch's
+        file once its output is written (disk holds about one copy, not two)."""
         def one(p: Part) -> tuple[tuple[Part, int, dict[str, int]], pl.DataFrame, dict[str, Any]]:
             r = fn(read_part(p))
-            return (self._part(r.kept), r.kept.height, _counts(r.kept)), r.removed, r.info
+            out = self._part(r.kept)
+            if consume:
+                _unlink(p)
+            return (out, r.kept.height, _counts(r.kept)), r.removed, r.info
 
         parts, infos, ledger = [], [], self._ledger()
         for part, removed, info in self._imap(one, frame.parts):
@@ -195,7 +199,7 @@ class LocalEngine:
         return _release(raw, StepResult(self._split(res.kept, kind), res.removed, res.info))
 
     def validate(self, frame: Parts) -> StepResult:
-        kept, removed, infos = self._over(validate_batch, frame, frame.kind)
+        kept, removed, infos = self._over(validate_batch, frame, frame.kind, consume=True)
         return _release(frame, StepResult(kept, removed, merge_infos(infos, {})))
 
     def run_step(self, step: StepSpec, frame: Parts, ctx: StepContext) -> StepResult:
@@ -254,8 +258,10 @@ class LocalEngine:
             batch = read_part(p)
             kept, gone = step.apply(batch, decision, ctx)
             check_removed_ids(batch, gone, where)
-            kept = conform(kept)
-            return (self._part(kept), kept.height, _counts(kept)), with_content(gone, batch)
+            kept, gone = conform(kept), with_content(gone, batch)
+            out = self._part(kept)
+            _unlink(p)  # read for the last time: the stage's output replaces it
+            return (out, kept.height, _counts(kept)), gone
 
         kept_parts = []
         for out, gone in self._imap(applied, parts):
@@ -303,6 +309,11 @@ def _release(old: Parts, res: StepResult) -> StepResult:
         if isinstance(p, Path) and p not in keep:
             p.unlink(missing_ok=True)
     return res
+
+
+def _unlink(p: Part) -> None:
+    if isinstance(p, Path):
+        p.unlink(missing_ok=True)
 
 
 def _discard(kept: Parts, removed: pl.DataFrame | RemovedParts) -> None:
