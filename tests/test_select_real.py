@@ -43,7 +43,8 @@ def test_minilm_selection_on_real_pool_favours_code_and_math(shared_data: Path, 
         "mmlu": {"evalset": "mmlu", "split": "dev", "n": 10},
         "humaneval": {"evalset": "humaneval", "split": "test", "n": 8},
     }
-    r = b.composition_run(tmp_path, sizes, 50, targets, select_cache, ("embedding", "random"), shared_data, {"max_length": 128})
+    r = b.composition_run(tmp_path, sizes, 50, targets, select_cache, ("embedding", "random"), shared_data,
+                        {"model": "all-MiniLM-L6-v2", "max_length": 128})  # the transformer, not the static default
     emb, rnd = r["embedding"], r["random"]
     assert emb["pool"] == rnd["pool"] == 200 and emb["selected"] == rnd["selected"] == 50
     assert sorted(emb["claimed"].values()) == [16, 17, 17]  # round-robin: one per task per round

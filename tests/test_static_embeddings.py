@@ -196,3 +196,32 @@ def test_texts_hashed_by_chunks_match_whole(prompts: pl.DataFrame) -> None:
     texts = text_of(prompts, "user").to_list()
     assert np.array_equal(keys, text_keys(texts)) and chars.tolist() == [len(t) for t in texts]
     assert size.tolist() == [len(t.encode()) for t in texts]
+
+
+def test_semantic_in_a_streaming_build_gives_the_same_bytes_at_any_batch_size(mixer_cache, prompts: pl.DataFrame, tmp_path: Path) -> None:
+    """The step as pieces: each batch embeds its texts (map), the decision sees keys only,
+    the cluster table's snippets come from a second pass; batch size and threads never
+    change a byte, and the whole-frame ``run`` removes the same records."""
+    from helpers import write_jsonl, write_spec
+    from mixer.build_dir import BuildDir
+    from mixer.engines import LocalEngine
+    from mixer.pipeline import build
+    from mixer.spec import load_spec
+
+    sources = {}
+    for name in prompts["source"].unique(maintain_order=True):
+        part = prompts.filter(pl.col("source") == name)
+        write_jsonl(tmp_path / f"{name}.jsonl", [{"messages": m} for m in part["messages"].to_list()])
+        sources[name] = {"load": {"path": f"{name}.jsonl"}, "format": "messages"}
+    spec = load_spec(write_spec(tmp_path, {"name": "sem", "sources": sources, "mix": [{"semantic": {"text": "user"}}]}))
+    outs = [build(spec, tmp_path / f"b{rows}", engine=LocalEngine(batch_rows=rows, threads=threads))
+            for rows, threads in [(100_000, 1), (37, 2)]]
+    files = [[(o.output / f).read_bytes() for f in ("mixture.parquet", "removed.parquet")] for o in outs]
+    assert files[0] == files[1]
+    removed = outs[0].removed.filter(pl.col("step") == "semantic")
+    assert removed.height >= 60 + 54 and removed["detail"].str.contains("cosine").all()
+    clusters = pl.read_parquet(outs[1].output / "dedup" / "semantic.clusters.parquet")
+    assert clusters.height > removed.height and clusters["snippet"].is_not_null().all()
+    frame = BuildDir(outs[0].output).frame
+    again = SemanticDedup(SemanticConfig(text="user")).run(frame, StepContext())
+    assert again.removed.height == 0  # what the build kept has no semantic duplicates left

@@ -52,7 +52,8 @@ def _pause(point: str) -> None:
         time.sleep(float(os.environ.get("MIXER_TEST_PAUSE_S", "60")))
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (ours counts; another user's too)."""
     if pid == os.getpid():
         return True
     try:
@@ -88,7 +89,7 @@ def recover(output: str | Path) -> None:
     """Undo what a killed build left beside ``output``: restore a renamed-away old build
     when the output is missing, delete temp/old folders of processes that are gone."""
     output = Path(output)
-    dead = [s for s in _siblings(output) if not _alive(s[1])]
+    dead = [s for s in _siblings(output) if not pid_alive(s[1])]
     if not dead:
         return
     if not output.exists() and not output.is_symlink():

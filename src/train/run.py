@@ -150,16 +150,10 @@ def _clear_failed_attempt(folder: Path) -> bool:
 
 def _alive(info: dict[str, Any]) -> bool:
     """Whether the process that started the run still runs (same host, pid exists)."""
+    from mixer.publish import pid_alive
+
     pid = info.get("pid")
-    if not isinstance(pid, int) or info.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return isinstance(pid, int) and info.get("host") == socket.gethostname() and pid_alive(pid)
 
 
 def mark_failed(folder: Path, error: BaseException) -> None:

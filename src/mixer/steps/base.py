@@ -6,8 +6,8 @@
 - ``apply(batch, decision) -> (kept, removed)``: per batch again.
 
 Row-local steps have only ``map``. ``run`` is the one-batch schedule of the same pieces,
-for callers that hold a whole frame; steps not yet split (``minhash``, ``semantic``,
-``select``) override ``run`` and leave ``map`` out, and engines run them gathered. Steps
+for callers that hold a whole frame; a step not split (``select``) overrides ``run`` and
+leaves ``map`` out, and engines run it gathered. Steps
 are registered by the name used in YAML. A step never drops a row without a ledger row;
 the pipeline checks ``rows in = kept + removed`` per source after each one.
 See docs/streaming.md.

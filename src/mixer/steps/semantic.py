@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,9 +33,10 @@ from mixer.dedup import clusters as cl
 from mixer.dedup.lsh import unique_edges
 from mixer.dedup.near import resolve
 from mixer.dedup.vectors import choose_index, gpu_available, similar_pairs
-from mixer.records import empty_removed, text_of
+from mixer.infos import SUM
+from mixer.records import base_id, text_of
 from mixer.select.models import STATIC_MINILM
-from mixer.steps.base import Step, StepConfig, StepContext, StepResult, register
+from mixer.steps.base import Decision, Mapped, Step, StepConfig, StepContext, register
 
 # default cosine threshold per model kind: static vectors' cosines run higher than MiniLM's;
 # 0.975 is the lowest static threshold whose removals had precision >= 0.9 against the planted
@@ -128,21 +131,6 @@ def text_facts(frame: pl.DataFrame, which: str, chunk: int = 65_536) -> tuple[np
     return np.concatenate(keys), np.concatenate(chars), np.concatenate(size)
 
 
-def embed_vectors(frame: pl.DataFrame, rows: np.ndarray, keys: np.ndarray, lengths: np.ndarray, which: str,
-                  encoder: Any, cache: Any, path: Path, progress: Any = None) -> tuple[np.ndarray, Any]:
-    """Vectors of the texts of ``frame[rows]`` (keys given), aligned, in the file ``path``:
-    missing ones embedded batch by batch into cache shards (the map half of the step), then
-    gathered into one file, shard by shard. Returned memory-mapped."""
-    from mixer.select.cache import fill, write_vectors
-
-    def texts_of(idx: np.ndarray) -> list[str]:
-        return text_of(frame[rows[idx]], which).fill_null("").to_list()
-
-    stats = fill(keys, texts_of, encoder, cache, description="semantic: embedding", shared_progress=progress,
-                 lengths=lengths)
-    return write_vectors(cache, keys, path), stats
-
-
 def load_vectors(path: Path, memory_mb: int) -> np.ndarray:
     """The vectors in memory when they fit ``memory_mb``, else a read-only memory map."""
     mapped = np.load(path, mmap_mode="r")
@@ -151,48 +139,121 @@ def load_vectors(path: Path, memory_mb: int) -> np.ndarray:
     return mapped
 
 
+def _snippets(ids: pl.Series, which: str, batch: pl.DataFrame) -> pl.DataFrame:
+    """The second pass: id and text snippet of the rows of ``batch`` named in ``ids``."""
+    sel = batch.filter(pl.col("id").is_in(ids.implode()))
+    return sel.select("id", text_of(sel, which).str.slice(0, cl.SNIPPET_CHARS).alias("snippet")) if sel.height \
+        else pl.DataFrame(schema={"id": pl.Utf8, "snippet": pl.Utf8})
+
+
 @register
 class SemanticDedup(Step):
+    """``map`` embeds each batch's distinct texts into the cache and returns their keys;
+    ``decide`` gathers the vectors of the distinct texts from the cache (a memory-mapped
+    file), searches, clusters and names the removals; ``apply`` removes them."""
+
     name = "semantic"
     Config = SemanticConfig
     scopes = ("source", "mix")
+    info_rules = {"embedded": SUM, "from_cache": SUM, "seconds.*": SUM}
 
-    def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
-        import shutil
+    @property
+    def is_global(self) -> bool:
+        return True
+
+    def prepare(self, ctx: StepContext) -> None:
+        """Load the model once (its fingerprint keys the cache) and seed this build's cache
+        from the build it replaces, before any batch is embedded."""
         import tempfile
 
+        from mixer.select.models import sentence_encoder
+
+        cfg: SemanticConfig = self.config  # type: ignore[assignment]
+        t = time.perf_counter()
+        self._encoder = sentence_encoder(cfg.model, cfg.max_length, cfg.batch_size, cfg.device, ctx.spec_dir)
+        self._model_seconds = time.perf_counter() - t
+        self._fingerprint = self._encoder.fingerprint()
+        self._distill = getattr(self._encoder, "distill", None)
+        self._lock = threading.Lock()
+        self._scratch = Path(tempfile.mkdtemp(prefix=".semantic-", dir=ctx.work_dir) if ctx.work_dir is not None
+                             else tempfile.mkdtemp(prefix="mixer-emb-"))
+        if cfg.cache and ctx.work_dir is not None:
+            self._root = Path(ctx.work_dir) / "cache" / "embeddings"
+            self._seeded = _seed_cache(self._root, _previous_build(ctx.work_dir))
+        else:
+            self._root, self._seeded = self._scratch / "embeddings", 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Shipped to workers without the loaded model and the lock (rebuilt there)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_encoder", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _embedder(self) -> tuple[Any, Any]:
         from mixer.select.cache import EmbeddingCache
         from mixer.select.models import sentence_encoder
 
-        cfg: SemanticConfig = self.config
-        if frame.height == 0:
-            return StepResult(frame, empty_removed(), {"records": 0})
-        timings: dict[str, float] = {}
+        cfg: SemanticConfig = self.config  # type: ignore[assignment]
+        if getattr(self, "_encoder", None) is None:
+            self._encoder = sentence_encoder(cfg.model, cfg.max_length, cfg.batch_size, cfg.device)
+        return self._encoder, EmbeddingCache(self._root, self._fingerprint)
+
+    def map(self, batch: pl.DataFrame, ctx: StepContext) -> Mapped:
+        """Keys: ``id, source, _base``, whether the row is its base id's first in the batch,
+        the 128-bit key of its compared text (``_hi``, ``_lo``) and its length in characters.
+        The batch's distinct texts missing from the cache are embedded into it."""
+        from mixer.select.cache import fill
+
+        cfg: SemanticConfig = self.config  # type: ignore[assignment]
         t = time.perf_counter()
-        reps = cl.representatives(frame)
-        sub = frame if len(reps) == frame.height else frame[reps]  # no copy without upsampled rows
+        first = batch.select(base_id().is_first_distinct()).to_series().to_numpy()
+        rows = np.flatnonzero(first)
+        sub = batch if len(rows) == batch.height else batch[rows]
         keys, chars, size = text_facts(sub, cfg.text)
-        first, group = _key_groups(keys)
-        timings["keys"] = time.perf_counter() - t
+        hi, lo, length = np.zeros(batch.height, np.uint64), np.zeros(batch.height, np.uint64), np.zeros(batch.height, np.int64)
+        hi[rows], lo[rows], length[rows] = keys["hi"], keys["lo"], chars
+        out = batch.select("id", "source", base_id().alias("_base")).with_columns(
+            pl.Series("_first", first), pl.Series("_hi", hi), pl.Series("_lo", lo), pl.Series("_len", length))
+        seconds = {"keys": time.perf_counter() - t}
         t = time.perf_counter()
-        encoder = sentence_encoder(cfg.model, cfg.max_length, cfg.batch_size, cfg.device, ctx.spec_dir)
-        timings["model"] = time.perf_counter() - t  # loading (or distilling) the model, apart from embed
-        kind_of_model = encoder.fingerprint()["kind"]
-        threshold = cfg.threshold if cfg.threshold is not None else THRESHOLDS[kind_of_model]
-        t = time.perf_counter()
-        if cfg.cache and ctx.work_dir is not None:
-            root = Path(ctx.work_dir) / "cache" / "embeddings"
-            seeded = _seed_cache(root, _previous_build(ctx.work_dir))
-            scratch = Path(tempfile.mkdtemp(prefix=".semantic-", dir=ctx.work_dir))
-        else:
-            scratch = Path(tempfile.mkdtemp(prefix="mixer-emb-"))
-            root, seeded = scratch / "embeddings", 0
+        distinct, _ = _key_groups(keys)
+
+        def texts_of(idx: np.ndarray) -> list[str]:
+            return text_of(sub[distinct[idx]], cfg.text).fill_null("").to_list()
+
+        with self._lock:  # encoders learn as they go (static word tables): one batch at a time
+            encoder, cache = self._embedder()
+            stats = fill(keys[distinct], texts_of, encoder, cache, description="semantic: embedding",
+                         shared_progress=ctx.progress, lengths=size[distinct])
+        seconds["embed"] = time.perf_counter() - t
+        return Mapped(batch, keys=out, info={"embedded": stats.computed, "from_cache": stats.reused, "seconds": seconds})
+
+    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
+        """Vectors of the distinct texts of the whole input (from the cache), pairs above the
+        threshold, clusters, the keep policy, the cluster table and the removals by base id."""
+        import shutil
+
+        from mixer.select.cache import KEY, EmbeddingCache, write_vectors
+
+        cfg: SemanticConfig = self.config  # type: ignore[assignment]
+        threshold = cfg.threshold if cfg.threshold is not None else THRESHOLDS[self._fingerprint["kind"]]
+        timings = {"model": self._model_seconds, **info.get("seconds", {})}
+        reps = keys.filter(pl.col("_first") & pl.col("_base").is_first_distinct()) if keys.height else keys
+        n = reps.height
+        cache = EmbeddingCache(self._root, self._fingerprint)
         try:
-            cache = EmbeddingCache(root, encoder.fingerprint())
-            _, stats = embed_vectors(sub, first, keys[first], size[first], cfg.text, encoder, cache,
-                                     scratch / "vectors.npy", ctx.progress)
-            vecs = load_vectors(scratch / "vectors.npy", cfg.memory_mb)
-            timings["embed"] = time.perf_counter() - t
+            if n == 0:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                return Decision(cl.empty_outcome(["similarity"]), {"records": keys.height})
+            t = time.perf_counter()
+            k = np.empty(n, dtype=KEY)
+            k["hi"], k["lo"] = reps["_hi"].to_numpy(), reps["_lo"].to_numpy()
+            first, group = _key_groups(k)
+            write_vectors(cache, k[first], self._scratch / "vectors.npy")
+            vecs = load_vectors(self._scratch / "vectors.npy", cfg.memory_mb)
+            timings["gather"] = time.perf_counter() - t
             t = time.perf_counter()
             kind = choose_index(len(first), cfg.index, cfg.flat_max)
             use_gpu = cfg.gpu == "auto" and gpu_available()
@@ -204,48 +265,60 @@ class SemanticDedup(Step):
                                                  np.stack([same, first[group[same]]], axis=1)]))
             timings["search"] = time.perf_counter() - t
             t = time.perf_counter()
-            rank = cl.keep_rank(sub["source"], chars, cfg.keep, ctx.source_order, cfg.priority)
-            found = resolve(sub.height, edges, rank)
+            rank = cl.keep_rank(reps["source"], reps["_len"].to_numpy(), cfg.keep, ctx.source_order, cfg.priority)
+            found = resolve(n, edges, rank)
             members = np.flatnonzero(found.size > 1)
             kept_rows = found.kept_of[members]
             cos = _cosines(vecs, group[members], group[kept_rows])
+            vectors_in = "disk (memory-mapped)" if isinstance(vecs, np.memmap) else "memory"
+            del vecs
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(self._scratch, ignore_errors=True)
         scores = {"similarity": np.round(np.clip(cos, -1.0, 1.0), 4)}
-        if len(members):
-            outcome = cl.outcome_frame(frame, reps[members], np.searchsorted(members, kept_rows), found.size[members], scores)
-            detail = pl.format("semantic duplicate of {} ({}), cosine {}, cluster of {}", "kept_id", "kept_source",
-                               pl.col("similarity").round(3), "cluster_size")
-            kept, removed = cl.split(frame, outcome, self.name, "semantic_duplicate", detail)
-        else:
-            outcome = cl.empty_outcome(scores)
-            kept, removed = frame, empty_removed()
-        timings["cluster"] = time.perf_counter() - t
-        table = cl.cluster_table(frame, outcome, cfg.text, self.name)
-        params = {"method": self.name, "model": cfg.model, "fingerprint": encoder.fingerprint(), "text": cfg.text,
+        outcome = cl.outcome_frame(reps, members, np.searchsorted(members, kept_rows), found.size[members], scores) \
+            if len(members) else cl.empty_outcome(scores)
+        table = cl.snippet_table(outcome, self._fetch_snippets(ctx, outcome["id"]), self.name)
+        params = {"method": self.name, "model": cfg.model, "fingerprint": self._fingerprint, "text": cfg.text,
                   "threshold": threshold, "index": kind}
         files = cl.write_side_files(ctx.work_dir, self.name, table, params)
         if cfg.cache and ctx.work_dir is not None:
             files["cache"] = str(cache.dir.relative_to(Path(ctx.work_dir)))
-        distill = getattr(encoder, "distill", None)
-        info = {
+        removed = outcome.filter(pl.col("id") != pl.col("kept_id"))
+        removed_rows = int(keys.join(removed.select(base_id().alias("_base")), on="_base", how="semi").height) if removed.height else 0
+        timings["cluster"] = time.perf_counter() - t
+        out = {
             "params": {"model": cfg.model, "threshold": threshold, "text": cfg.text, **search},
-            "model": {"kind": kind_of_model, "fingerprint": encoder.fingerprint(),
-                      **({"distillation": distill} if distill else {})},
-            "records": frame.height,
-            "compared": int(len(reps)),
+            "model": {"kind": self._fingerprint["kind"], "fingerprint": self._fingerprint,
+                      **({"distillation": self._distill} if self._distill else {})},
+            "records": keys.height,
+            "compared": n,
             "distinct_texts": int(len(first)),
-            "embedded": stats.computed,
-            "from_cache": stats.reused,
-            "cache_files_reused": seeded,
-            "vectors_in": "disk (memory-mapped)" if isinstance(vecs, np.memmap) else "memory",
+            "embedded": info.get("embedded", 0),
+            "from_cache": info.get("from_cache", 0),
+            "cache_files_reused": self._seeded,
+            "vectors_in": vectors_in,
             "edges": int(len(edges)),
             **cl.summary(outcome),
-            "removed_rows": removed.height,
+            "removed_rows": removed_rows,
             "seconds": {k: round(v, 3) for k, v in timings.items()},
             **({"files": files} if files else {}),
         }
-        return StepResult(kept, removed, info)
+        return Decision(removed, out)
+
+    def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+        detail = pl.format("semantic duplicate of {} ({}), cosine {}, cluster of {}", "kept_id", "kept_source",
+                           pl.col("similarity").round(3), "cluster_size")
+        return cl.split(batch, decision.data, self.name, "semantic_duplicate", detail)
+
+    def _fetch_snippets(self, ctx: StepContext, ids: pl.Series) -> pl.Series:
+        """Snippets of the clustered records, in the order of ``ids``, from a second pass."""
+        if len(ids) == 0:
+            return pl.Series("snippet", [], pl.Utf8)
+        if ctx.fetch is None:
+            raise RuntimeError("semantic: the engine gave no second pass over the batches (StepContext.fetch)")
+        got = ctx.fetch(partial(_snippets, ids, self.config.text))  # type: ignore[attr-defined]
+        order = pl.DataFrame({"id": ids}).with_row_index("_k")
+        return order.join(got, on="id", how="left").sort("_k")["snippet"]
 
 
 def _cosines(vecs: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 65_536) -> np.ndarray:
