@@ -59,6 +59,7 @@ def read_part(p: Part) -> pl.DataFrame:
 
 
 KEY_BYTES = 160  # a key row held for decide (ids, hashes, band keys), roughly
+LEDGER_ROW_BYTES = 160  # a ledger row without text, as held (five strings)
 RECORD_BYTES = 16_384  # a record in flight in a stage (input, output, temporaries), generously
 
 
@@ -350,7 +351,8 @@ class LedgerBuffer:
         if not frame.height:
             return
         self.held.append(frame)
-        self.size += frame.estimated_size()
+        # polars' estimate misses most of a string-view column (about 11 bytes a ledger row)
+        self.size += max(frame.estimated_size(), frame.height * LEDGER_ROW_BYTES)
         if self.spill_dir is not None and self.size > self.budget:
             self._spill()
 
