@@ -248,10 +248,10 @@ def test_hub_sources_offline_and_the_xlsx_download_path(monkeypatch: pytest.Monk
     import mixer.sources
     from mixer.io import HubUnavailable
 
-    def no_hub(path: str, *args: object) -> None:  # what mixer.io.load_hub raises without a network
+    def no_hub(path: str, *args: object) -> None:  # what mixer.io.iter_hub raises without a network
         raise HubUnavailable(f"cannot load hub dataset {path!r}: Couldn't reach {path!r} on the Hub.")
 
-    monkeypatch.setattr(mixer.sources, "load_hub", no_hub)
+    monkeypatch.setattr(mixer.sources, "iter_hub", no_hub)
     spec = {"name": "h", "sources": {"orca": {"load": {"hub": "Open-Orca/OpenOrca", "data_files": "1M-GPT4-Augmented.parquet"}, "format": "openorca"}}}
     with pytest.raises(HubUnavailable, match=r"mirror the file as DIR/Open-Orca/OpenOrca/1M-GPT4-Augmented\.parquet and build with --source-dir DIR"):
         build(load_spec(write_spec(tmp_path, spec)), tmp_path / "out")

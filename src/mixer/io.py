@@ -147,10 +147,10 @@ def _decompress(chunks: Iterator[bytes], codec: str, path: Path) -> Iterator[byt
         raise InputError(f"{path}: truncated {codec} data (premature end of a compressed frame; the file is cut)")
 
 
-def open_decompressed(path: Path) -> io.BufferedReader:
+def open_decompressed(path: Path, digest: Any = None) -> io.BufferedReader:
     """A readable binary stream over :func:`iter_decompressed` (raises InputError on a cut
-    or corrupt file when the reader reaches it)."""
-    return io.BufferedReader(_ChunkStream(iter_decompressed(path)), CHUNK)
+    or corrupt file when the reader reaches it); ``digest`` sees the file's own bytes."""
+    return io.BufferedReader(_ChunkStream(iter_decompressed(path, digest=digest)), CHUNK)
 
 
 class _ChunkStream(io.RawIOBase):
@@ -287,30 +287,24 @@ def parse_json_text(data: bytes, path: Path, kind: str, on_error: str, json_fiel
     return _parse_lines(data, path, on_error)
 
 
-def _parse_table(data: bytes | Path, path: Path, kind: str) -> pl.DataFrame:
-    """Parquet, CSV or TSV; anything polars cannot read is an InputError naming the file."""
+def _parse_parquet(data: bytes | Path, path: Path) -> pl.DataFrame:
+    """A whole parquet file; anything polars cannot read is an InputError naming the file."""
     try:
-        if kind == "parquet":
-            return pl.read_parquet(data if isinstance(data, Path) else io.BytesIO(data))
-        assert isinstance(data, bytes)
-        if data.startswith(BOM):
-            data = data[len(BOM):]
-        if not data.strip():
-            raise InputError(f"{path}: empty {kind.upper()} file (no header, no rows)")
-        return pl.read_csv(io.BytesIO(data), separator="\t" if kind == "tsv" else ",", infer_schema_length=0)
-    except InputError:
-        raise
+        return pl.read_parquet(data if isinstance(data, Path) else io.BytesIO(data))
     except Exception as e:  # noqa: BLE001 - polars/arrow raise many kinds on bad files
         msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise InputError(f"{path}: not a readable {kind} file ({msg[:200]})") from None
+        raise InputError(f"{path}: not a readable parquet file ({msg[:200]})") from None
 
 
 def read_file(path: Path, ftype: str | None, on_error: str, json_field: str | None = None) -> tuple[pl.DataFrame, list[Bad]]:
     """One file to a raw frame, plus the raw items that could not be read (``skip``)."""
     kind = file_type(path, ftype)
-    if kind in ("parquet", "csv", "tsv"):
-        src = path if kind == "parquet" and not path.name.lower().endswith(COMPRESSIONS) else read_bytes(path)
-        df = _parse_table(src, path, kind)
+    if kind in ("csv", "tsv"):
+        frames = [df for df, _ in _iter_csv(path, kind, BATCH_BYTES, None)]
+        return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0], []
+    if kind == "parquet":
+        src = path if not path.name.lower().endswith(COMPRESSIONS) else read_bytes(path)
+        df = _parse_parquet(src, path)
         return df.with_columns(pl.format("{}#{}", pl.lit(str(path)), pl.int_range(pl.len())).alias("_origin")), []
     return parse_json_text(read_bytes(path), path, kind, on_error, json_field)
 
@@ -341,14 +335,20 @@ def iter_file(path: Path, ftype: str | None, on_error: str, json_field: str | No
     """One file as raw frames of about ``batch_bytes`` each, plus its unreadable items.
 
     JSON lines (plain or compressed) are cut at line ends and parsed part by part; parquet
-    is read by record batches; a JSON document (an array) and CSV/TSV files are read whole.
-    ``digest`` sees the file's bytes in the same pass (else it reads the file once more)."""
+    is read by record batches, CSV/TSV by blocks of about ``batch_bytes``. A JSON document
+    (one array) is parsed whole, so it needs memory for its text and its rows (no streaming
+    JSON parser in the dependencies; JSON lines are the format for big sources); so is a
+    compressed parquet file (parquet needs random access). ``digest`` sees the file's
+    bytes in the same pass (else it reads the file once more)."""
     kind = file_type(path, ftype)
     if kind == "parquet" and not path.name.lower().endswith(COMPRESSIONS):
         yield from _iter_parquet(path, batch_bytes)
         _digest_file(path, digest)
         return
-    if kind in ("parquet", "csv", "tsv"):
+    if kind in ("csv", "tsv"):
+        yield from _iter_csv(path, kind, batch_bytes, digest)
+        return
+    if kind == "parquet":
         yield read_file(path, ftype, on_error, json_field)
         _digest_file(path, digest)
         return
@@ -416,6 +416,41 @@ def _iter_parquet(path: Path, batch_bytes: int) -> Iterator[tuple[pl.DataFrame, 
         raise InputError(f"{path}: not a readable parquet file ({msg[:200]})") from None
 
 
+def _iter_csv(path: Path, kind: str, batch_bytes: int, digest: Any) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
+    """CSV/TSV (plain or compressed) by blocks of about ``batch_bytes``, every column a
+    string (as ``pl.read_csv(infer_schema_length=0)``: an empty field is null), each
+    block a frame; ``_origin`` is ``file#index`` counted across blocks."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    parse = pacsv.ParseOptions(delimiter="\t" if kind == "tsv" else ",", newlines_in_values=True)
+    read = pacsv.ReadOptions(block_size=max(1 << 12, min(batch_bytes, 1 << 30)), use_threads=False)
+    try:
+        with open_decompressed(path) as f:  # the header only: the column names, so all can be strings
+            head = f.peek(1 << 16)[: 1 << 16]
+            if not head.removeprefix(BOM).strip() and len(f.read(1 << 16)) < 1 << 16:
+                raise InputError(f"{path}: empty {kind.upper()} file (no header, no rows)")
+            names = pacsv.open_csv(f, read_options=read, parse_options=parse).schema.names
+        convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True,
+                                       quoted_strings_can_be_null=False, null_values=[""])
+        at = 0
+        with open_decompressed(path, digest) as f:
+            for batch in pacsv.open_csv(f, read_options=read, parse_options=parse, convert_options=convert):
+                df = pl.from_arrow(batch)
+                assert isinstance(df, pl.DataFrame)
+                yield df.with_columns(pl.format("{}#{}", pl.lit(str(path)), pl.int_range(at, at + df.height)).alias("_origin")), []
+                at += df.height
+        if at == 0:
+            yield pl.DataFrame({n: [] for n in names}, schema=dict.fromkeys(names, pl.Utf8)), []
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - arrow raises many kinds on bad files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        if "Empty CSV file" in msg:
+            raise InputError(f"{path}: empty {kind.upper()} file (no header, no rows)") from None
+        raise InputError(f"{path}: not a readable {kind} file ({msg[:200]})") from None
+
+
 def _digest_file(path: Path, digest: Any) -> None:
     if digest is not None:
         with open(path, "rb") as f:
@@ -476,10 +511,17 @@ def load_files(patterns: list[str], root: Path, source: str, ftype: str | None =
 
 
 def load_hub(path: str, name: str | None, split: str, revision: str | None, data_files: Any, source: str, root: Path) -> Loaded:
-    """``datasets.load_dataset``; the same code path serves packaged builders on local files
-    (``hub: json`` with ``data_files``), which is how the tests exercise it offline."""
-    import datasets
+    """A hub dataset whole (:func:`iter_hub`, concatenated)."""
+    return concat_loaded(iter_hub(path, name, split, revision, data_files, source, root))
 
+
+def iter_hub(path: str, name: str | None, split: str, revision: str | None, data_files: Any, source: str, root: Path,
+             batch_bytes: int = BATCH_BYTES) -> Iterator[Loaded]:
+    """``datasets.load_dataset``, then its Arrow table (memory-mapped from the local cache)
+    in record batches of about ``batch_bytes``; the same code path serves packaged
+    builders on local files (``hub: json`` with ``data_files``), which is how the tests
+    exercise it offline. Opens the dataset at once (HubUnavailable is raised here), reads
+    it lazily."""
     if data_files is not None:
         def _abs(p: str) -> str:
             return p if "://" in p or Path(p).is_absolute() else str(root / p)
@@ -490,8 +532,18 @@ def load_hub(path: str, name: str | None, split: str, revision: str | None, data
             data_files = [_abs(p) for p in data_files]
         elif isinstance(data_files, dict):
             data_files = {k: ([_abs(x) for x in v] if isinstance(v, list) else _abs(v)) for k, v in data_files.items()}
+    ds = _open_hub(path, name, split, revision, data_files)
+    info = {"hub": path, "name": name, "split": split, "revision": revision, "fingerprint": getattr(ds, "_fingerprint", None), "rows": ds.num_rows}
+    if data_files is not None:
+        info["data_files"] = data_files
+    return _hub_parts(ds.data.table, path, split, info, batch_bytes)
+
+
+def _open_hub(path: str, name: str | None, split: str, revision: str | None, data_files: Any) -> Any:
+    import datasets
+
     try:
-        ds = datasets.load_dataset(path, name=name, split=split, revision=revision, data_files=data_files)
+        return datasets.load_dataset(path, name=name, split=split, revision=revision, data_files=data_files)
     except Exception as e:  # noqa: BLE001 - datasets raises many kinds when offline
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         rev = f" --revision {revision}" if revision else ""
@@ -500,14 +552,25 @@ def load_hub(path: str, name: str | None, split: str, revision: str | None, data
             f"Pre-download it with `huggingface-cli download --repo-type dataset {path}{rev} --local-dir DIR` "
             f"and point load.path at DIR's files (or set HF_DATASETS_OFFLINE=1 with a warm cache)."
         ) from None
-    raw = pl.from_arrow(ds.data.table)
-    if isinstance(raw, pl.Series):
-        raw = raw.to_frame()
-    raw = raw.with_columns(
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
-        pl.format("{}[{}]#{}", pl.lit(path), pl.lit(split), pl.int_range(pl.len())).alias("_origin"),
-    )
-    info = {"hub": path, "name": name, "split": split, "revision": revision, "fingerprint": getattr(ds, "_fingerprint", None), "rows": raw.height}
-    if data_files is not None:
-        info["data_files"] = data_files
-    return Loaded(raw, empty_removed(), [info])
+
+
+def _hub_parts(table: Any, path: str, split: str, info: dict[str, Any], batch_bytes: int) -> Iterator[Loaded]:
+    """The table's record batches as parts (``_row`` and ``_origin`` counted across them);
+    the dataset's info goes with the last part."""
+    per_row = table.nbytes / max(1, table.num_rows)
+    rows = max(1024, int(batch_bytes / max(1.0, per_row)))
+    batches = [b for b in table.to_batches(max_chunksize=rows) if b.num_rows] if table.num_rows else []
+    if not batches:
+        yield Loaded(_empty_raw(), empty_removed(), [info])
+        return
+    at = 0
+    for k, batch in enumerate(batches):
+        raw = pl.from_arrow(batch)
+        if isinstance(raw, pl.Series):
+            raw = raw.to_frame()
+        raw = raw.with_columns(
+            pl.int_range(at, at + raw.height, dtype=pl.Int64).alias("_row"),
+            pl.format("{}[{}]#{}", pl.lit(path), pl.lit(split), pl.int_range(at, at + raw.height)).alias("_origin"),
+        )
+        at += raw.height
+        yield Loaded(raw, empty_removed(), [info] if k == len(batches) - 1 else [])

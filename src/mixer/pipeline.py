@@ -27,6 +27,7 @@ from mixer.output import ShardWriter, read_mixture
 from mixer.progress import NullReporter
 from mixer.records import empty_records, empty_removed
 from mixer.removed_content import conform_removed
+from mixer.removed_parts import RemovedParts, removed_batches, removed_counts
 from mixer.spec import SourceSpec, Spec, StepSpec
 from mixer.stages import LedgerError
 from mixer.steps.base import StepContext, StepResult
@@ -47,7 +48,10 @@ class Ledger:
         """``kept_counts`` replaces counting ``res.kept`` (an engine's frame need not be polars)."""
         counts_in = before if isinstance(before, dict) else _counts(before)
         kept = kept_counts if kept_counts is not None else _counts(res.kept)
-        removed = _counts(res.removed)
+        by_reason = removed_counts(res.removed)  # a frame, or the local engine's spilled ledger
+        removed: dict[str, int] = {}
+        for (src, _), n in by_reason.items():
+            removed[src] = removed.get(src, 0) + n
         added = {k: int(v) for k, v in res.info.get("added", {}).items()} if isinstance(res.info.get("added"), dict) else {}
         for src in sorted(set(counts_in) | set(kept) | set(removed)):
             lhs = counts_in.get(src, 0) + added.get(src, 0)
@@ -55,7 +59,7 @@ class Ledger:
             if lhs != rhs:
                 raise LedgerError(f"{scope}/{step}: source {src!r} had {lhs} rows in but {kept.get(src, 0)} kept + {removed.get(src, 0)} removed")
         reasons: dict[str, dict[str, int]] = {}
-        for src, reason, n in res.removed.group_by("source", "reason").len().sort("source", "reason").iter_rows():
+        for (src, reason), n in by_reason.items():
             reasons.setdefault(src, {})[reason] = n
         entry = {"scope": scope, "step": step, "in": counts_in, "kept": kept, "removed": reasons, "seconds": round(seconds, 4)}
         if added:
@@ -99,13 +103,14 @@ class RemovedSink:
         self.by_reason: dict[str, dict[str, int]] = {}
         self.rows = 0
 
-    def append(self, frame: pl.DataFrame) -> None:
-        if frame.height == 0:
-            return
-        for src, reason, n in frame.group_by("source", "reason").len().iter_rows():
+    def append(self, frame: pl.DataFrame | RemovedParts) -> None:
+        for (src, reason), n in removed_counts(frame).items():
             self.by_reason.setdefault(src, {})[reason] = self.by_reason.get(src, {}).get(reason, 0) + int(n)
         self.rows += frame.height
-        self.writer.write(conform_removed(frame, self.kind))
+        for batch in removed_batches(frame):
+            self.writer.write(conform_removed(batch, self.kind))
+        if isinstance(frame, RemovedParts):
+            frame.discard()
 
     def close(self) -> None:
         self.writer.close()

@@ -28,7 +28,7 @@ from mixer.io import (
     concat_loaded,
     expand_paths,
     iter_files,
-    load_hub,
+    iter_hub,
     sha256_file,
 )
 from mixer.records import empty_removed
@@ -89,7 +89,7 @@ def _mirrored(load: LoadConfig, source_dir: Path | None) -> bool:
 
 def iter_raw(src: SourceSpec, spec: Spec) -> Iterator[Loaded]:
     """The raw rows of one source as consecutive parts of bounded size (local files and
-    mirrors stream; hub datasets come whole from their Arrow cache)."""
+    mirrors stream; hub datasets by record batches of their Arrow cache)."""
     load = src.load
     source_dir = getattr(spec, "source_dir", None)
     if load.hub is None:
@@ -105,7 +105,7 @@ def iter_raw(src: SourceSpec, spec: Spec) -> Iterator[Loaded]:
                 info.update({"mirror_of": load.hub, "revision_expected": load.revision})
             yield part
         return
-    yield _hub(src, spec)
+    yield from _hub(src, spec)
 
 
 def load_raw(src: SourceSpec, spec: Spec) -> Loaded:
@@ -113,27 +113,38 @@ def load_raw(src: SourceSpec, spec: Spec) -> Loaded:
     return concat_loaded(iter_raw(src, spec))
 
 
-def _hub(src: SourceSpec, spec: Spec) -> Loaded:
+def _hub(src: SourceSpec, spec: Spec) -> Iterator[Loaded]:
+    """A hub source part by part from the dataset's Arrow cache: one dataset, or its data
+    files one after the other (``_row`` renumbered across them)."""
     load = src.load
     files = load.data_files
     if not isinstance(files, (str, list)):
-        return load_hub(load.hub, load.name, load.split, load.revision, files, src.name, spec.root)
-    parts = [_hub_file(load, f, src, spec) for f in data_file_list(load)]
-    return _concat(parts)
+        yield from iter_hub(load.hub, load.name, load.split, load.revision, files, src.name, spec.root)  # type: ignore[arg-type]
+        return
+    n = 0
+    for f in data_file_list(load):
+        for part in _hub_file(load, f, src, spec):
+            part.raw = part.raw.with_columns(pl.int_range(n, n + part.raw.height, dtype=pl.Int64).alias("_row"))
+            n += part.raw.height
+            yield part
 
 
-def _hub_file(load: LoadConfig, pattern: str, src: SourceSpec, spec: Spec) -> Loaded:
+def _hub_file(load: LoadConfig, pattern: str, src: SourceSpec, spec: Spec) -> Iterator[Loaded]:
     if pattern.lower().endswith(".xlsx"):
-        return _hub_xlsx(load, pattern, src, spec.root)
+        yield _hub_xlsx(load, pattern, src, spec.root)
+        return
     try:
-        part = load_hub(load.hub, load.name, load.split, load.revision, pattern, src.name, spec.root)  # type: ignore[arg-type]
+        parts = iter_hub(load.hub, load.name, load.split, load.revision, pattern, src.name, spec.root)  # type: ignore[arg-type]
     except HubUnavailable as e:
         if not is_repo(str(load.hub)):
             raise
         raise HubUnavailable(f"source {src.name!r}: {e} Or mirror the file as DIR/{load.hub}/{pattern} and build with --source-dir DIR.") from None
     where = f"{load.hub}/{pattern}" if is_repo(str(load.hub)) else pattern
-    part.raw = part.raw.with_columns(pl.format("{}#{}", pl.lit(where), pl.int_range(pl.len())).alias("_origin"))
-    return part
+    at = 0
+    for part in parts:
+        part.raw = part.raw.with_columns(pl.format("{}#{}", pl.lit(where), pl.int_range(at, at + part.raw.height)).alias("_origin"))
+        at += part.raw.height
+        yield part
 
 
 def _hub_xlsx(load: LoadConfig, pattern: str, src: SourceSpec, root: Path) -> Loaded:

@@ -170,7 +170,8 @@ def render_record(rec: dict) -> Panel:
     if rec.get("reason"):
         parts.append(f"[bold red]removed[/] by {_escape(rec['step'])}: {_escape(rec['reason'])}" + (f" ({_escape(rec['detail'])})" if rec.get("detail") else ""))
         if all(rec.get(c) is None for c in ("messages", "chosen", "rejected")):
-            parts.append("[dim](no text: removed before it was parsed into messages)[/]")
+            why = "not drawn by the sample; read it in the source" if rec["reason"] == "not_sampled" else "removed before it was parsed into messages"
+            parts.append(f"[dim](no text: {why})[/]")
     for col in [c for c in ("messages", "chosen", "rejected") if rec.get(c) is not None]:
         if col != "messages":
             parts.append(f"[bold underline]{col}[/]")

@@ -32,6 +32,7 @@ from mixer.infos import MergeError, format_rules, merge_infos
 from mixer.io import Loaded
 from mixer.records import conform, empty_records, empty_removed
 from mixer.removed_content import with_content
+from mixer.removed_parts import RemovedParts, counts_of
 from mixer.spec import SourceSpec, Spec, StepSpec
 from mixer.stages import check_removed_ids, format_source, make_step
 from mixer.steps.base import Step, StepContext, StepResult
@@ -53,17 +54,13 @@ class Parts:
         for p in self.parts:
             yield read_part(p)
 
-    def ids(self) -> pl.Series:
-        """Every record's id, in order (read alone from the spilled batches)."""
-        cols = [(pl.read_ipc(p, columns=["id"]) if isinstance(p, Path) else p.select("id"))["id"] for p in self.parts]
-        return pl.concat(cols) if cols else pl.Series("id", [], pl.Utf8)
-
 
 def read_part(p: Part) -> pl.DataFrame:
     return pl.read_ipc(p) if isinstance(p, Path) else p
 
 
 KEY_BYTES = 160  # a key row held for decide (ids, hashes, band keys), roughly
+LEDGER_ROW_BYTES = 160  # a ledger row without text, as held (five strings)
 RECORD_BYTES = 16_384  # a record in flight in a stage (input, output, temporaries), generously
 
 
@@ -100,12 +97,14 @@ def default_threads() -> int:
 
 class LocalEngine:
     """``memory`` (MiB, or "4G") sizes the batches and the keys held for ``decide``: half for
-    keys, a quarter for the batches in flight; ``batch_rows``/``key_rows`` override it;
-    ``threads`` defaults to the CPUs (at most 4)."""
+    keys, a quarter for the batches in flight, an eighth for a stage's ledger rows before
+    they spill; ``batch_rows``/``key_rows``/``ledger_bytes`` override it; ``threads``
+    defaults to the CPUs (at most 4)."""
 
     name = "local"
 
-    def __init__(self, batch_rows: int | None = None, threads: int | None = None, key_rows: int | None = None, memory: int | str | None = None):
+    def __init__(self, batch_rows: int | None = None, threads: int | None = None, key_rows: int | None = None, memory: int | str | None = None,
+                 ledger_bytes: int | None = None):
         mb = parse_memory(memory) if memory is not None else default_memory()
         threads = threads if threads is not None else default_threads()
         batch_rows = batch_rows if batch_rows is not None else int(min(65_536, max(1024, mb * 2**20 // 4 // (threads * RECORD_BYTES))))
@@ -116,6 +115,7 @@ class LocalEngine:
         self.batch_rows = batch_rows
         self.threads = threads
         self.key_rows = key_rows
+        self.ledger_bytes = ledger_bytes if ledger_bytes is not None else mb * 2**20 // 8
         self.spill_dir: Path | None = None
         self._n = itertools.count()
 
@@ -130,18 +130,12 @@ class LocalEngine:
         if self.spill_dir is None:
             return frame
         path = self.spill_dir / f"{next(self._n):07d}.arrow"
-        frame.write_ipc(path, compression="uncompressed")
+        frame.write_ipc(path, compression="lz4")
         return path
 
     def _parts(self, frames: list[pl.DataFrame], kind: str) -> Parts:
         """Batches as a frame (spilled when the engine has a folder)."""
         return _assemble([(self._part(f), f.height, _counts(f)) for f in frames], kind)
-
-    def _spilled(self, res: StepResult) -> tuple[StepResult, tuple[Part, int, dict[str, int]]]:
-        """A batch's result with its kept rows spilled where they were made, so that a stage
-        never holds more than the batches in flight."""
-        part = (self._part(res.kept), res.kept.height, _counts(res.kept))
-        return dataclasses.replace(res, kept=empty_records()), part
 
     def _split(self, frame: pl.DataFrame, kind: str) -> Parts:
         return self._parts([frame.slice(a, self.batch_rows) for a in range(0, frame.height, self.batch_rows)] or [frame], kind)
@@ -153,9 +147,32 @@ class LocalEngine:
         with ThreadPoolExecutor(min(self.threads, len(items))) as pool:
             return list(pool.map(fn, items))
 
-    def _over(self, fn: Callable[[pl.DataFrame], Any], frame: Parts) -> list[Any]:
-        """``fn`` on every batch of ``frame``, reading each batch where it runs."""
-        return self._pmap(lambda p: fn(read_part(p)), frame.parts)
+    def _imap(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+        """``fn`` over ``items``, results in order, ``threads`` items at a time: results are
+        taken as they come, never all held."""
+        for a in range(0, len(items), self.threads):
+            yield from self._pmap(fn, items[a:a + self.threads])
+
+    def _over(self, fn: Callable[[pl.DataFrame], StepResult], frame: Parts, kind: str, consume: bool = False) -> tuple[Parts, Any, list[dict[str, Any]]]:
+        """``fn`` on every batch of ``frame``, reading each batch where it runs and spilling
+        what it keeps there: (kept, ledger, infos). ``consume``: delete each input batch's
+        file once its output is written (disk holds about one copy, not two)."""
+        def one(p: Part) -> tuple[tuple[Part, int, dict[str, int]], pl.DataFrame, dict[str, Any]]:
+            r = fn(read_part(p))
+            out = self._part(r.kept)
+            if consume:
+                _unlink(p)
+            return (out, r.kept.height, _counts(r.kept)), r.removed, r.info
+
+        parts, infos, ledger = [], [], self._ledger()
+        for part, removed, info in self._imap(one, frame.parts):
+            parts.append(part)
+            ledger.add(removed)
+            infos.append(info)
+        return _assemble(parts, kind), ledger.result(), infos
+
+    def _ledger(self) -> LedgerBuffer:
+        return LedgerBuffer(self.spill_dir, self._n, self.ledger_bytes)
 
     # ------------------------------------------------------------------ Engine protocol
 
@@ -185,21 +202,19 @@ class LocalEngine:
         kind = "preference" if src.format.kind == "preference" else "sft"
         rules = format_rules(src.format.name, src.format.config)
         if rules is not None and len(raw.parts) > 1:
-            results = self._over(lambda b: self._spilled(format_source(b, src, spec)), raw)
+            kept, removed, infos = self._over(lambda b: format_source(b, src, spec), raw, kind)
             try:
-                info = merge_infos([r[0].info for r in results], rules)
-            except MergeError:
-                for _, part in results:
-                    _drop(part[0])
+                info = merge_infos(infos, rules)
+            except MergeError:  # the batches' infos do not add up: format the source whole
+                _discard(kept, removed)
             else:
-                return _release(raw, StepResult(_assemble([r[1] for r in results], kind), _concat([r[0].removed for r in results]), info))
+                return _release(raw, StepResult(kept, removed, info))
         res = format_source(pl.concat(list(raw.batches()), how="diagonal_relaxed"), src, spec)
         return _release(raw, StepResult(self._split(res.kept, kind), res.removed, res.info))
 
     def validate(self, frame: Parts) -> StepResult:
-        results = self._over(lambda b: self._spilled(validate_batch(b)), frame)
-        out = StepResult(_assemble([r[1] for r in results], frame.kind), _concat([r[0].removed for r in results]), merge_infos([r[0].info for r in results], {}))
-        return _release(frame, out)
+        kept, removed, infos = self._over(validate_batch, frame, frame.kind, consume=True)
+        return _release(frame, StepResult(kept, removed, merge_infos(infos, {})))
 
     def run_step(self, step: StepSpec, frame: Parts, ctx: StepContext) -> StepResult:
         obj = make_step(step)
@@ -209,15 +224,13 @@ class LocalEngine:
             check_removed_ids(whole, res.removed, f"{ctx.scope}/{step.name}")
             res.removed = with_content(res.removed, whole)
             return _release(frame, StepResult(self._split(conform(res.kept), frame.kind), res.removed, res.info))
-        res = self._pieces(obj, frame, ctx)
-        if res.removed.height:
-            check_removed_ids(pl.DataFrame({"id": frame.ids()}), res.removed, f"{ctx.scope}/{step.name}")
-        return _release(frame, res)
+        return _release(frame, self._pieces(obj, frame, ctx))
 
     def _pieces(self, step: Step, frame: Parts, ctx: StepContext) -> StepResult:
         """One stage of a split step; the ledger lists the rows ``map`` removed, then those
         ``apply`` removed, each in canonical order."""
         step.prepare(ctx)
+        where = f"{ctx.scope}/{step.name}"
 
         def mapped(p: Part) -> tuple[tuple[Part, int, dict[str, int]], pl.DataFrame, dict[str, Any], pl.DataFrame | None]:
             batch = read_part(p)
@@ -225,26 +238,29 @@ class LocalEngine:
             kept = conform(m.kept) if not step.is_global else m.kept
             # a global step's map usually keeps its batch as it is: the file is reused
             out = p if m.kept is batch else self._part(kept)
+            check_removed_ids(batch, m.removed, where)
             return (out, kept.height, _counts(kept)), with_content(m.removed, batch), m.info, m.keys
 
-        results = self._pmap(mapped, frame.parts)
-        info = merge_infos([r[2] for r in results], step.info_rules)
-        removed = [r[1] for r in results if r[1].height]
-        if not step.is_global:
-            return StepResult(_assemble([r[0] for r in results], frame.kind), _concat(removed), info)
-        parts = [r[0][0] for r in results]
-        held: list[pl.DataFrame] = []
-        n = 0
-        for r in results:
-            if r[3] is None:
+        # map results are taken as they come: keys are reduced and ledger rows spilled past the budget
+        ledger = self._ledger()
+        outs, infos, held, n = [], [], [], 0
+        for out, gone, minfo, mkeys in self._imap(mapped, frame.parts):
+            outs.append(out)
+            infos.append(minfo)
+            ledger.add(gone)
+            if mkeys is None:
                 continue
-            held.append(r[3])
-            n += r[3].height
+            held.append(mkeys)
+            n += mkeys.height
             if n > self.key_rows:
                 held = [step.reduce(pl.concat(held), ctx)]
                 n = held[0].height
+        info = merge_infos(infos, step.info_rules)
+        if not step.is_global:
+            return StepResult(_assemble(outs, frame.kind), ledger.result(), info)
+        parts = [o[0] for o in outs]
         keys = pl.concat(held) if held else pl.DataFrame()
-        del results, held
+        del held
 
         def fetch(fn: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
             return pl.concat(self._pmap(lambda p: fn(read_part(p)), parts), how="vertical_relaxed")
@@ -255,12 +271,17 @@ class LocalEngine:
         def applied(p: Part) -> tuple[tuple[Part, int, dict[str, int]], pl.DataFrame]:
             batch = read_part(p)
             kept, gone = step.apply(batch, decision, ctx)
-            kept = conform(kept)
-            return (self._part(kept), kept.height, _counts(kept)), with_content(gone, batch)
+            check_removed_ids(batch, gone, where)
+            kept, gone = conform(kept), with_content(gone, batch)
+            out = self._part(kept)
+            _unlink(p)  # read for the last time: the stage's output replaces it
+            return (out, kept.height, _counts(kept)), gone
 
-        out = self._pmap(applied, parts)
-        removed += [r for _, r in out if r.height]
-        return StepResult(_assemble([k for k, _ in out], frame.kind), _concat(removed), decision.info)
+        kept_parts = []
+        for out, gone in self._imap(applied, parts):
+            kept_parts.append(out)
+            ledger.add(gone)
+        return StepResult(_assemble(kept_parts, frame.kind), ledger.result(), decision.info)
 
     def concat(self, frames: list[Parts]) -> Parts:
         parts = [p for f in frames for p in f.parts]
@@ -326,9 +347,18 @@ def _libc() -> Any:
 _LIBC = _libc()
 
 
-def _drop(part: Part) -> None:
-    if isinstance(part, Path):
-        part.unlink(missing_ok=True)
+def _unlink(p: Part) -> None:
+    if isinstance(p, Path):
+        p.unlink(missing_ok=True)
+
+
+def _discard(kept: Parts, removed: pl.DataFrame | RemovedParts) -> None:
+    """Delete the spilled files of a result that is not used."""
+    for p in kept.parts:
+        if isinstance(p, Path):
+            p.unlink(missing_ok=True)
+    if isinstance(removed, RemovedParts):
+        removed.discard()
 
 
 def _counts(frame: pl.DataFrame) -> dict[str, int]:
@@ -339,6 +369,43 @@ def _assemble(parts: list[tuple[Part, int, dict[str, int]]], kind: str) -> Parts
     """A frame from (batch, rows, counts); empty batches are dropped, one kept for an empty frame."""
     keep = [p for p in parts if p[1]] or parts[:1]
     return Parts([p[0] for p in keep], sum(p[1] for p in keep), add_counts([p[2] for p in keep]), kind)
+
+
+class LedgerBuffer:
+    """A stage's ledger rows in canonical order, held while they are few; past ``budget``
+    bytes they go to Arrow IPC files in the spill folder and the stage hands over
+    ``RemovedParts`` (counted per source and reason) instead of a frame."""
+
+    def __init__(self, spill_dir: Path | None, names: Iterator[int], budget: int):
+        self.spill_dir, self.names, self.budget = spill_dir, names, budget
+        self.held: list[pl.DataFrame] = []
+        self.size = 0
+        self.spilled = RemovedParts()
+
+    def add(self, frame: pl.DataFrame) -> None:
+        if not frame.height:
+            return
+        self.held.append(frame)
+        # polars' estimate misses most of a string-view column (about 11 bytes a ledger row)
+        self.size += max(frame.estimated_size(), frame.height * LEDGER_ROW_BYTES)
+        if self.spill_dir is not None and self.size > self.budget:
+            self._spill()
+
+    def _spill(self) -> None:
+        frame = _concat(self.held)
+        path = self.spill_dir / f"{next(self.names):07d}.removed.arrow"  # type: ignore[operator]
+        frame.write_ipc(path, compression="lz4")
+        self.spilled.files.append(path)
+        for key, n in counts_of(frame).items():
+            self.spilled.counts[key] = self.spilled.counts.get(key, 0) + n
+        self.held, self.size = [], 0
+
+    def result(self) -> pl.DataFrame | RemovedParts:
+        if not self.spilled.files:
+            return _concat(self.held)
+        if self.held:
+            self._spill()
+        return self.spilled
 
 
 def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:

@@ -181,7 +181,7 @@ def removal_examples_html(build: Any, per_reason: int = 2, max_chars: int = 500)
     picks = removed.with_row_index("_i").filter(pl.int_range(pl.len()).over("step", "reason") < per_reason).sort("_i")
     cards = []
     for row in picks.iter_rows(named=True):
-        text = record_text(row) or "(no text: removed before it was parsed into messages)"
+        text = record_text(row) or ("(no text: not drawn by the sample)" if row["reason"] == "not_sampled" else "(no text: removed before it was parsed into messages)")
         other = build.counterpart(row)
         extra = ""
         if other.get("counterpart_id"):

@@ -123,12 +123,19 @@ class Sample(Step):
         c: SampleConfig = self.config  # type: ignore[assignment]
         if c.n is None or keys.height == 0:
             return keys
-        want = pl.col("g").replace_strict(c.n, default=0, return_dtype=pl.Int64) if isinstance(c.n, dict) else pl.lit(c.n, pl.Int64)
-        ordered = keys.sort("g", "rank", "id", nulls_last=True).with_columns(pl.int_range(pl.len()).over("g").alias("_k"))
-        top = ordered.filter(pl.col("id").is_not_null() & (pl.col("_k") < want))
-        rest = ordered.join(top.select("g", "id"), on=["g", "id"], how="anti").group_by("g").agg(pl.col("n").sum())
-        rest = rest.select(pl.lit(None, pl.Utf8).alias("id"), "g", pl.lit(np.iinfo(np.uint64).max, pl.UInt64).alias("rank"), "n")
-        return pl.concat([top.drop("_k"), rest]).sort("g", "rank", "id", nulls_last=True)
+        live = keys.filter(pl.col("id").is_not_null())
+        if c.by is None:  # one group: a partial selection, no sort of all the keys
+            top = live.bottom_k(int(c.n), by=["rank", "id"])  # type: ignore[arg-type]
+        else:
+            want = pl.col("g").replace_strict(c.n, default=0, return_dtype=pl.Int64) if isinstance(c.n, dict) else pl.lit(c.n, pl.Int64)
+            top = live.sort("g", "rank", "id").filter(pl.int_range(pl.len()).over("g") < want)
+        # every id row counts 1: what is not taken is the group's total less the rows taken
+        taken = top.group_by("g").len()
+        rest = (keys.group_by("g").agg(pl.col("n").sum()).join(taken, on="g", how="left")
+                .select(pl.lit(None, pl.Utf8).alias("id"), "g", pl.lit(np.iinfo(np.uint64).max, pl.UInt64).alias("rank"),
+                        (pl.col("n") - pl.col("len").fill_null(0)).cast(pl.Int64).alias("n"))
+                .filter(pl.col("n") > 0))
+        return pl.concat([top, rest]).sort("g", "rank", "id", nulls_last=True)
 
     def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict) -> Decision:
         """Per group: how many to take and the (rank, id) of the last one taken."""
