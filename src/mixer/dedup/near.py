@@ -11,7 +11,6 @@ to a file as they are computed and read back memory-mapped.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mixer.cpus import usable_cpus
 from mixer.dedup import lsh
 from mixer.dedup.jaccard import pair_jaccard, set_fingerprints, unique_inverse, unique_sets
 from mixer.dedup.progress import progress_task
@@ -121,13 +121,6 @@ class Signatures:
             self.spill_dir = None
 
 
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def approx_bytes(frame: pl.DataFrame) -> np.ndarray:
     """Content bytes per record, used only to size chunks."""
     parts = [
@@ -183,7 +176,7 @@ def compute_signatures(frame: pl.DataFrame, params: MinHashParams, threads: int 
     keys = _alloc((params.bands, n), np.uint64, folder if big else None, "band_keys")
     nonempty = np.zeros(n, dtype=bool)
     lengths = np.zeros(n, dtype=np.int64)
-    sets = SetStore(n, folder, threads or default_threads()) if keep_sets and folder is not None else None
+    sets = SetStore(n, folder, threads or usable_cpus()) if keep_sets and folder is not None else None
     bounds = chunk_bounds(approx_bytes(frame), chunk_bytes)
 
     def work(bound: tuple[int, int]) -> int:
@@ -201,7 +194,7 @@ def compute_signatures(frame: pl.DataFrame, params: MinHashParams, threads: int 
 
     try:
         with progress_task("minhash: signatures", n, progress) as advance:
-            for done in parallel_map(work, bounds, threads or default_threads()):
+            for done in parallel_map(work, bounds, threads or usable_cpus()):
                 advance(done)
     finally:
         if sets is not None:
@@ -225,7 +218,7 @@ def band_candidates(keys: np.ndarray, nonempty: np.ndarray, progress: Any = None
     bands = keys.shape[0]
     with progress_task("minhash: LSH bands", bands, progress) as advance:
         for edges in parallel_map(lambda j: lsh.band_edges(np.asarray(keys[j])[index], index), list(range(bands)),
-                                  threads or default_threads()):
+                                  threads or usable_cpus()):
             parts.append(edges)
             if sum(len(p) for p in parts) > 20_000_000:  # keep the edge list bounded
                 parts = [lsh.unique_edges(np.concatenate(parts))]
@@ -242,7 +235,7 @@ def signature_similarity(sig: np.ndarray, a: np.ndarray, b: np.ndarray, batch: i
     def part(s: int) -> None:
         out[s : s + batch] = similarity(sig[a[s : s + batch]], sig[b[s : s + batch]])
 
-    for _ in parallel_map(part, list(range(0, len(a), batch)), threads or default_threads()):
+    for _ in parallel_map(part, list(range(0, len(a), batch)), threads or usable_cpus()):
         pass
     return out
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import polars as pl
 
+from mixer.cpus import usable_cpus
 from mixer.engines.base import add_counts, source_counts
 from mixer.infos import MergeError, format_rules, merge_infos
 from mixer.io import Loaded
@@ -88,11 +89,7 @@ def default_memory() -> int:
 def default_threads() -> int:
     """Batches in flight at once: the CPUs this process may use, at most 4 (polars and numpy
     release the GIL, so batches overlap; the batch size shrinks to keep the memory)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus))
+    return min(4, usable_cpus())
 
 
 class LocalEngine:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import uuid
@@ -27,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
+from mixer.cpus import usable_cpus
 
 STATIC_PREFIX = "static:"
 # model2vec's distillation defaults, written down so the manifest names what built the model
@@ -123,7 +124,7 @@ class StaticEncoder:
         self.eos = ""
         self.batch_size = batch_size
         self.max_length = max_length
-        self.threads = threads or len(os.sched_getaffinity(0))
+        self.threads = threads or usable_cpus()
         self._files = files_fingerprint(folder)
         table = self.model.embedding.astype(np.float32)
         if self.model.token_mapping is not None:

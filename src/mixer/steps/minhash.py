@@ -31,6 +31,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, model_validator
 
+from mixer.cpus import usable_cpus
 from mixer.dedup import clusters as cl
 from mixer.dedup.jaccard import pair_jaccard, sorted_unique, unique_sets
 from mixer.dedup.lsh import (
@@ -45,7 +46,6 @@ from mixer.dedup.near import (
     approx_bytes,
     band_candidates,
     chunk_bounds,
-    default_threads,
     normalized_texts,
     parallel_map,
     resolve,
@@ -129,7 +129,7 @@ class MinHashDedup(Step):
             offsets, hashes = hash_shingles(texts, params.shingling)
             return i0, i1, lens, np.diff(offsets) > 0, band_keys(minhash(hashes, offsets, perms), params.bands, params.rows)
 
-        for i0, i1, lens, ne, bk in parallel_map(work, chunk_bounds(approx_bytes(sub), 2_000_000), cfg.threads or default_threads()):
+        for i0, i1, lens, ne, bk in parallel_map(work, chunk_bounds(approx_bytes(sub), 2_000_000), cfg.threads or usable_cpus()):
             at = rows[i0:i1]
             lengths[at], nonempty[at], keys[:, at] = lens, ne, bk
         out = batch.select("id", "source", base_id().alias("_base")).with_columns(
