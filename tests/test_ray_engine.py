@@ -307,3 +307,16 @@ def test_whole_source_formats_token_steps_and_grouped_samples(cluster: str, shar
     assert steps[("code", "max_tokens")]["info"]["dropped"] > 0
     assert steps[("chat", "max_tokens")]["info"]["truncated"] > 0
     assert res.manifest["sources"]["templated"]["kept"] == 90
+
+
+def test_full_collection_flan_draw_same_as_local(cluster: str, repo: Path, tmp_path: Path) -> None:
+    """v2.yaml's full-collection FLAN block: the flan format per block, the per-submix draw by
+    rank, both on the cluster, same bytes as the local engine."""
+    from test_flan_full_draw import SMALL, mirror, spec_file
+
+    spec = load_spec(spec_file(repo, tmp_path), source_dir=mirror(tmp_path / "raw"))
+    local = build(spec, tmp_path / "local")
+    engine = RayEngine(address=cluster, block_rows=50)
+    res = build(spec, tmp_path / "ray", engine=engine)
+    _same_build(local.output, res.output)
+    assert res.manifest["records"] == sum(SMALL.values()) and len(engine.nodes_used) == 2
