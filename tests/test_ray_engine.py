@@ -320,3 +320,21 @@ def test_full_collection_flan_draw_same_as_local(cluster: str, repo: Path, tmp_p
     res = build(spec, tmp_path / "ray", engine=engine)
     _same_build(local.output, res.output)
     assert res.manifest["records"] == sum(SMALL.values()) and len(engine.nodes_used) == 2
+
+
+def test_a_writer_without_the_build_folder_sends_the_file_back(cluster: str, tmp_path: Path) -> None:
+    """On a node that lacks the driver's folder, the shard is written aside and returned as bytes."""
+    from mixer.engines.ray_frame import Block
+    from mixer.engines.ray_write import write_file
+    from mixer.output import ShardWriter
+    from mixer.records import conform, empty_records, sft_frame
+
+    frame = conform(sft_frame([f"s:{i}" for i in range(12)], "s", [[{"role": "user", "content": f"q{i}"}] for i in range(12)]))
+    ref = ray.put(frame.to_arrow())
+    meta = write_file(str(tmp_path / "elsewhere"), "mixture", "sft", [Block(ref, 0, 7), Block(ref, 7, 5)], 5, jsonl=True)
+    assert not (tmp_path / "elsewhere").exists() and meta["rows"] == 12 and meta["counts"] == {"s": 12}
+    w = ShardWriter(tmp_path, "mixture", empty_records("sft"), shard_rows=None, row_group=5)
+    w.write(frame)
+    w.close()
+    assert meta["bytes"]["mixture.parquet"] == (tmp_path / "mixture.parquet").read_bytes()
+    assert meta["bytes"]["mixture.jsonl"].count(b"\n") == 12

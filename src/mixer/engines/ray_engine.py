@@ -221,7 +221,7 @@ class RayEngine:
             shards = shard_views(self._live(frame)[0], output.SHARD_ROWS)
             n = len(shards)
             stems = ["mixture"] if n == 1 else [f"mixture-{k:05d}-of-{n:05d}" for k in range(n)]
-            metas = write_files(folder, [(stem, kind, v, output.ROW_GROUP, False, jsonl) for stem, v in zip(stems, shards, strict=True)],
+            metas = write_files(folder, [(stem, kind, v, output.ROW_GROUP, jsonl) for stem, v in zip(stems, shards, strict=True)],
                                 self.cpus_per_task)
             names = [f"{stem}.parquet" for stem in stems]
             file_rows = {name: m["rows"] for name, m in zip(names, metas, strict=True)}
@@ -239,7 +239,7 @@ class RayEngine:
 
     def removed_sink(self, folder: Path, kind: str) -> LedgerSink:
         """``removed.parquet``, written on the cluster from the ledgers the stages hand over."""
-        return LedgerSink(self, folder, kind, output.ROW_GROUP, self.cpus_per_task)
+        return LedgerSink(self, folder, kind, output.ROW_GROUP)
 
     def take_ledger(self, removed: pl.DataFrame) -> list[Block] | None:
         """The blocks (with the records' text) of a ledger this engine handed over, else None."""
