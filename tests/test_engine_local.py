@@ -49,5 +49,6 @@ def test_format_rules_know_which_formats_are_row_local() -> None:
 
     assert format_rules("alpaca", AlpacaConfig()) == {}
     assert format_rules("alpaca", AlpacaConfig(template="random")) is None  # one draw over the source
-    assert format_rules("flan", None) is None
+    assert format_rules("oasst_tree", None) is None  # trees span rows
+    assert format_rules("flan", None) == {"submixes.*": "sum"}  # row-local: the draw is the sample step's
     assert format_rules("sharegpt", None) is not None

@@ -102,11 +102,50 @@ def _dedup_spec(folder: Path, data: Path) -> Path:
     return write_spec(folder, spec)
 
 
+class RecordSpy:
+    """Wraps ``ray.get`` in the driver: counts record tables (with message columns) that
+    reach it. Workers are other processes, so only the driver's fetches are seen."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.tables: list[tuple[str, int]] = []
+        self.fetches = 0
+        real = ray.get
+
+        def spy(refs, *a, **kw):
+            out = real(refs, *a, **kw)
+            self.fetches += 1
+            self._look(out)
+            return out
+
+        monkeypatch.setattr(ray, "get", spy)
+
+    def _look(self, obj) -> None:
+        import pyarrow as pa
+
+        if isinstance(obj, pa.Table):
+            content = {"messages", "chosen", "rejected"} & set(obj.column_names)
+            if content and obj.num_rows:
+                self.tables.append((",".join(obj.column_names), obj.num_rows))
+        elif isinstance(obj, (list, tuple)):
+            for o in obj:
+                self._look(o)
+        elif isinstance(obj, dict):
+            for o in obj.values():
+                self._look(o)
+
+
 @pytest.mark.shared_data
-def test_dedup_and_decontamination_spec_same_as_local(cluster: str, shared_data: Path, tmp_path: Path) -> None:
+def test_dedup_and_decontamination_spec_same_as_local(cluster: str, shared_data: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     spec = load_spec(_dedup_spec(tmp_path, shared_data))
     local = build(spec, tmp_path / "local")
-    res = build(spec, tmp_path / "ray", engine=RayEngine(address=cluster, block_rows=700))
+    engine = RayEngine(address=cluster, block_rows=700)
+    spy = RecordSpy(monkeypatch)
+    res = build(spec, tmp_path / "ray", engine=engine)
+    monkeypatch.undo()
+    # the driver saw keys, decisions and compact ledger columns, never a record
+    assert spy.fetches > 10 and spy.tables == []
+    assert len(engine.nodes_used) == 2, "block tasks should run on both nodes"
     _same_build(local.output, res.output, ("dedup/minhash.clusters.parquet", "dedup/minhash-2.clusters.parquet", "contamination_matches.parquet"))
     reasons = set(res.removed["reason"].to_list())
     assert {"exact_duplicate", "near_duplicate", "contaminated", "keyword", "not_sampled"} <= reasons
@@ -115,6 +154,40 @@ def test_dedup_and_decontamination_spec_same_as_local(cluster: str, shared_data:
     # the real overlaps were found, not just matched between engines
     assert res.removed.filter(pl.col("source") == "gpteacher")["reason"].to_list().count("exact_duplicate") > 4000
     assert res.manifest["sources"]["evalout"]["kept"] == 0
+
+
+def test_workers_write_shards_and_ledger_as_the_local_engine(cluster: str, repo: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shards of 20 rows in row groups of 5, from blocks of 7 rows that straddle both: the
+    shard tasks cut the blocks where the local writer cuts the stream, and the ledger task
+    writes the stages' ledgers in order; the driver fetches no record."""
+    from mixer import output
+
+    monkeypatch.setattr(output, "SHARD_ROWS", 20)
+    monkeypatch.setattr(output, "ROW_GROUP", 5)
+    spec = load_spec(repo / "mixtures" / "sample.yaml")
+    local = build(spec, tmp_path / "local", jsonl=True)
+    spy = RecordSpy(monkeypatch)
+    res = build(spec, tmp_path / "ray", jsonl=True, engine=RayEngine(address=cluster, block_rows=7))
+    assert spy.tables == []
+    names = sorted(p.name for p in local.output.glob("mixture*"))
+    assert names == ["mixture-00000-of-00003.parquet", "mixture-00001-of-00003.parquet", "mixture-00002-of-00003.parquet", "mixture.jsonl"]
+    assert sorted(p.name for p in res.output.glob("mixture*")) == names
+    for name in (*names, "removed.parquet"):
+        assert (local.output / name).read_bytes() == (res.output / name).read_bytes(), name
+    assert res.manifest["files"] == local.manifest["files"]
+    assert not [p for p in res.output.iterdir() if p.name.endswith((".part", ".jsonl")) and p.name != "mixture.jsonl"]
+
+
+def test_shard_views_cut_blocks_at_shard_edges() -> None:
+    from mixer.engines.ray_frame import Block
+    from mixer.engines.ray_write import shard_views
+
+    blocks = [Block("a", 3, 7), Block("b", 0, 5), Block("c", 10, 8)]
+    shards = shard_views(blocks, 6)
+    assert [[(v.ref, v.start, v.length) for v in s] for s in shards] == [
+        [("a", 3, 6)], [("a", 9, 1), ("b", 0, 5)], [("c", 10, 6)], [("c", 16, 2)]]
+    assert shard_views([], 6) == [[]]  # no rows: one empty shard, as the local writer
 
 
 def test_cli_build_with_ray_engine(cluster: str, repo: Path, tmp_path: Path) -> None:
@@ -234,3 +307,34 @@ def test_whole_source_formats_token_steps_and_grouped_samples(cluster: str, shar
     assert steps[("code", "max_tokens")]["info"]["dropped"] > 0
     assert steps[("chat", "max_tokens")]["info"]["truncated"] > 0
     assert res.manifest["sources"]["templated"]["kept"] == 90
+
+
+def test_full_collection_flan_draw_same_as_local(cluster: str, repo: Path, tmp_path: Path) -> None:
+    """v2.yaml's full-collection FLAN block: the flan format per block, the per-submix draw by
+    rank, both on the cluster, same bytes as the local engine."""
+    from test_flan_full_draw import SMALL, mirror, spec_file
+
+    spec = load_spec(spec_file(repo, tmp_path), source_dir=mirror(tmp_path / "raw"))
+    local = build(spec, tmp_path / "local")
+    engine = RayEngine(address=cluster, block_rows=50)
+    res = build(spec, tmp_path / "ray", engine=engine)
+    _same_build(local.output, res.output)
+    assert res.manifest["records"] == sum(SMALL.values()) and len(engine.nodes_used) == 2
+
+
+def test_a_writer_without_the_build_folder_sends_the_file_back(cluster: str, tmp_path: Path) -> None:
+    """On a node that lacks the driver's folder, the shard is written aside and returned as bytes."""
+    from mixer.engines.ray_frame import Block
+    from mixer.engines.ray_write import write_file
+    from mixer.output import ShardWriter
+    from mixer.records import conform, empty_records, sft_frame
+
+    frame = conform(sft_frame([f"s:{i}" for i in range(12)], "s", [[{"role": "user", "content": f"q{i}"}] for i in range(12)]))
+    ref = ray.put(frame.to_arrow())
+    meta = write_file(str(tmp_path / "elsewhere"), "mixture", "sft", [Block(ref, 0, 7), Block(ref, 7, 5)], 5, jsonl=True)
+    assert not (tmp_path / "elsewhere").exists() and meta["rows"] == 12 and meta["counts"] == {"s": 12}
+    w = ShardWriter(tmp_path, "mixture", empty_records("sft"), shard_rows=None, row_group=5)
+    w.write(frame)
+    w.close()
+    assert meta["bytes"]["mixture.parquet"] == (tmp_path / "mixture.parquet").read_bytes()
+    assert meta["bytes"]["mixture.jsonl"].count(b"\n") == 12

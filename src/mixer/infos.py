@@ -15,8 +15,8 @@ from typing import Any
 SUM = "sum"
 
 # format name -> merge rules; formats that draw random numbers over the whole source (alpaca
-# with random templates) or look across rows (flan submix sampling, oasst trees) are absent
-# and run on the whole source.
+# with random templates) or look across rows (oasst trees) are absent and run on the whole
+# source.
 ROW_LOCAL_FORMATS: dict[str, dict[str, str]] = {
     "messages": {},
     "sharegpt": {"split.chunks": SUM, "split.dropped_trailing_messages": SUM},
@@ -24,6 +24,7 @@ ROW_LOCAL_FORMATS: dict[str, dict[str, str]] = {
     "wizardlm": {},
     "openorca": {"with_system_prompt": SUM},
     "science": {"subsources.*": SUM},
+    "flan": {"submixes.*": SUM},  # the per-submix draw is the sample step's (by rank)
 }
 
 

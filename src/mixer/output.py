@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,17 @@ from mixer.arrow_out import to_table
 ROW_GROUP = 50_000
 SHARD_ROWS = 2_000_000
 _SHARD = re.compile(r"^mixture(?:-\d{5}-of-\d{5})?\.parquet$")
+
+
+@dataclass
+class Written:
+    """What was written of a mixture: file names (shards, then jsonl), rows, rows per source
+    and per file."""
+
+    files: list[str]
+    rows: int
+    counts: dict[str, int]
+    file_rows: dict[str, int]
 
 
 class ShardWriter:

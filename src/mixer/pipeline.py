@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 
 from mixer import __version__, output, publish
 from mixer.card import CARD_FILE, card
+from mixer.engines import make_engine
 from mixer.io import sha256_file
-from mixer.output import ShardWriter, read_mixture
+from mixer.output import ShardWriter, Written, read_mixture
 from mixer.progress import NullReporter
 from mixer.records import empty_records, empty_removed
 from mixer.removed_content import conform_removed
@@ -117,20 +118,23 @@ class RemovedSink:
         self.by_reason = {s: dict(sorted(r.items())) for s, r in sorted(self.by_reason.items())}
 
 
-@dataclass
-class Written:
-    """What ``write_records`` wrote: file names (shards, then jsonl), rows, rows per source."""
-
-    files: list[str]
-    rows: int
-    counts: dict[str, int]
-    file_rows: dict[str, int]
-
-
 def write_records(eng: Any, mix: Any, tmp: Path, jsonl: bool) -> Written:
-    """The mixture from the engine's batches into parquet shards (and ``mixture.jsonl``) as
-    they come; record ids must be unique in the mix (checked on the id column alone)."""
+    """The mixture into parquet shards (and ``mixture.jsonl``): by the engine's own workers
+    when it has ``write_mixture`` (Ray), else from its batches as they come. Record ids must
+    be unique in the mix (checked on the id column alone)."""
     kind = mix.kind if getattr(mix, "kind", "raw") != "raw" else "sft"
+    if hasattr(eng, "write_mixture"):
+        written = eng.write_mixture(mix, tmp, kind, jsonl)
+    else:
+        written = _write_batches(eng, mix, tmp, kind, jsonl)
+    ids = pl.concat([pl.read_parquet(tmp / n, columns=["id"]) for n in written.files if n.endswith(".parquet")])
+    dup = ids.filter(pl.col("id").is_duplicated())
+    if dup.height:
+        raise LedgerError(f"record ids are not unique in the mix: {dup['id'].unique().head(3).to_list()}")
+    return written
+
+
+def _write_batches(eng: Any, mix: Any, tmp: Path, kind: str, jsonl: bool) -> Written:
     writer = ShardWriter(tmp, "mixture", empty_records(kind), output.SHARD_ROWS, output.ROW_GROUP)
     with open(tmp / "mixture.jsonl", "wb") if jsonl else contextlib.nullcontext() as js:
         for batch in eng.batches(mix):
@@ -138,10 +142,6 @@ def write_records(eng: Any, mix: Any, tmp: Path, jsonl: bool) -> Written:
             if js is not None:
                 batch.write_ndjson(js)
     names = writer.close()
-    ids = pl.concat([pl.read_parquet(p, columns=["id"]) for p in writer.paths])
-    dup = ids.filter(pl.col("id").is_duplicated())
-    if dup.height:
-        raise LedgerError(f"record ids are not unique in the mix: {dup['id'].unique().head(3).to_list()}")
     file_rows = {n: pq.ParquetFile(p).metadata.num_rows for n, p in zip(names, writer.paths, strict=True)}
     if jsonl:
         names.append("mixture.jsonl")
@@ -175,8 +175,6 @@ def build(spec: Spec, output: str | Path | None = None, reporter: Any = None, js
 
     ``engine`` runs the stages: None or "local" (this process), "ray", or an engine object
     from ``mixer.engines.make_engine`` (left open for the caller to reuse and close)."""
-    from mixer.engines import make_engine
-
     eng = make_engine(engine or "local") if engine is None or isinstance(engine, str) else engine
     try:
         return _build(spec, output, reporter, jsonl, eng, force)
@@ -195,7 +193,7 @@ def _build(spec: Spec, output: str | Path | None, reporter: Any, jsonl: bool | N
     try:
         eng.begin(tmp)
         frames, sources_info = [], {}
-        removed = RemovedSink(tmp, _kind(spec))
+        removed = eng.removed_sink(tmp, _kind(spec)) if hasattr(eng, "removed_sink") else RemovedSink(tmp, _kind(spec))
         with rep:
             for name, src in spec.sources.items():
                 rep.begin(name, 3 + len(src.steps) + (src.sample is not None))

@@ -40,8 +40,12 @@ def format_source(raw: pl.DataFrame, src: SourceSpec, spec: Spec) -> StepResult:
     res.kept = conform(res.kept) if res.kept.height else empty_records(fmt.kind)
     if ctx.info:
         res.info = {**ctx.info, **res.info}
-    row = r"^[^:]+:(\d+)"
-    covered = pl.concat([res.kept.select("id"), res.removed.select("id")])["id"].str.extract(row, 1).cast(pl.Int64, strict=False)
+    ids = pl.concat([res.kept.select("id"), res.removed.select("id")])["id"]
+    if getattr(src.format.config, "ids", "row") == "file":  # ids name files, not rows: one out per row in
+        if ids.len() != raw.height or not ids.is_unique().all():
+            raise LedgerError(f"source {src.name!r}: format {src.format.name!r} gave {ids.len()} records for {raw.height} raw rows")
+        return res
+    covered = ids.str.extract(r"^[^:]+:(\d+)", 1).cast(pl.Int64, strict=False)
     missing = raw.filter(~pl.col("_row").is_in(covered.drop_nulls().implode()))
     if missing.height:
         raise LedgerError(f"source {src.name!r}: format {src.format.name!r} neither emitted nor removed raw rows {missing['_origin'].head(3).to_list()}")

@@ -4,8 +4,8 @@
 where a stage runs and what a "frame" between stages is. The local engine's frame is a list
 of batches spilled to the build's temp folder (``mixer.engines.local.Parts``). The Ray
 engine's frame is a list of Arrow blocks in the cluster's object store
-(``mixer.engines.ray_frame.RayFrame``); only compact results (counts, ledger rows, keys)
-come back to the driver, and the output is written block by block.
+(``mixer.engines.ray_frame.RayFrame``); only compact results (counts, the ledger's five
+columns, keys) come back to the driver, and workers write the output.
 
 Both engines run the same step pieces (``mixer.steps.base``) and must give the same
 mixture, ``removed.parquet`` and ledger for the same spec; a step not yet split into pieces
@@ -59,7 +59,11 @@ class Engine(Protocol):
         """Rows per source (sources with no rows are absent, as in the ledger)."""
 
     def batches(self, frame: Any) -> Iterator[pl.DataFrame]:
-        """The records in canonical order, a bounded batch at a time (to write the output)."""
+        """The records in canonical order, a bounded batch at a time (to write the output).
+
+        An engine whose workers write the output instead has ``write_mixture(frame, folder,
+        kind, jsonl) -> mixer.output.Written`` and ``removed_sink(folder, kind)`` (the Ray
+        engine), and no ``batches``."""
 
     def collect(self, frame: Any) -> pl.DataFrame:
         """The frame as one polars DataFrame in this process, in canonical order."""

@@ -8,7 +8,9 @@ What runs where (``docs/scale-out.md`` has the long version):
   on the driver and shipped with each task; ``map`` runs as one task per block, its compact
   keys come back to the driver, which runs ``decide`` and ships the decision to one
   ``apply`` task per block. Steps hold all the logic; this module only schedules;
-- other steps not split yet: gathered to the driver and run whole (exact, not parallel).
+- other steps not split yet: gathered to the driver and run whole (exact, not parallel);
+- output: workers write the mixture shards and the ledger (``ray_write``); the driver
+  keeps the ledger's compact columns (ids, sources, reasons, details) for the counts.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import ray
 
+from mixer import output
 from mixer.engines import ray_ops as ops
 from mixer.engines.base import EngineError, add_counts
 from mixer.engines.ray_frame import (
@@ -37,8 +42,10 @@ from mixer.engines.ray_frame import (
     put_frame,
     views,
 )
+from mixer.engines.ray_write import LedgerSink, shard_views, write_files
 from mixer.infos import MergeError, format_rules, merge_infos
 from mixer.io import Loaded
+from mixer.output import Written
 from mixer.records import conform, empty_removed
 from mixer.removed_content import with_content
 from mixer.spec import SourceSpec, Spec, StepSpec
@@ -90,6 +97,7 @@ class RayEngine:
         self._loaded: set[str] = set()
         self.prefetch = prefetch
         self._scope = ""
+        self._ledgers: dict[int, tuple[pl.DataFrame, list[Block]]] = {}  # handed-over ledgers' blocks
 
     # ------------------------------------------------------------------ connection
 
@@ -203,13 +211,47 @@ class RayEngine:
         return dict(frame.counts)
 
     def begin(self, work_dir: Any) -> None:
-        """Nothing to prepare: frames live in the object store."""
+        """Frames live in the object store; only ledgers of an earlier build are let go."""
+        self._ledgers = {}
 
-    def batches(self, frame: RayFrame) -> Iterator[pl.DataFrame]:
-        """The records, block by block in canonical order (one block on the driver at a time)."""
-        for b in frame.blocks:
-            if b.length:
-                yield conform(from_arrow(ray.get(b.ref), b.start, b.length))
+    def write_mixture(self, frame: RayFrame, folder: Path, kind: str, jsonl: bool) -> Written:
+        """One task per shard writes it from the blocks it covers (``ray_write``)."""
+        self._scope = "mix"
+        with self._timed("write"):
+            shards = shard_views(self._live(frame)[0], output.SHARD_ROWS)
+            n = len(shards)
+            stems = ["mixture"] if n == 1 else [f"mixture-{k:05d}-of-{n:05d}" for k in range(n)]
+            metas = write_files(folder, [(stem, kind, v, output.ROW_GROUP, jsonl) for stem, v in zip(stems, shards, strict=True)],
+                                self.cpus_per_task)
+            names = [f"{stem}.parquet" for stem in stems]
+            file_rows = {name: m["rows"] for name, m in zip(names, metas, strict=True)}
+            rows = sum(file_rows.values())
+            if jsonl:  # the shards' jsonl parts, joined byte for byte
+                with open(folder / "mixture.jsonl", "wb") as out:
+                    for stem in stems:
+                        part = folder / f"{stem}.jsonl"
+                        with open(part, "rb") as f:
+                            shutil.copyfileobj(f, out)
+                        part.unlink()
+                names.append("mixture.jsonl")
+                file_rows["mixture.jsonl"] = rows
+            return Written(names, rows, add_counts([m["counts"] for m in metas]), file_rows)
+
+    def removed_sink(self, folder: Path, kind: str) -> LedgerSink:
+        """``removed.parquet``, written on the cluster from the ledgers the stages hand over."""
+        return LedgerSink(self, folder, kind, output.ROW_GROUP)
+
+    def take_ledger(self, removed: pl.DataFrame) -> list[Block] | None:
+        """The blocks (with the records' text) of a ledger this engine handed over, else None."""
+        entry = self._ledgers.pop(id(removed), None)
+        return entry[1] if entry is not None and entry[0] is removed else None
+
+    def _hand_over(self, kept: Any, ledgers: list[tuple[list[pl.DataFrame], list[Block]]], info: dict[str, Any]) -> StepResult:
+        """A stage's result: its ledger's compact columns, its blocks kept for ``take_ledger``."""
+        frames = [f for part in ledgers for f in part[0]]
+        removed = pl.concat(frames) if frames else empty_removed()
+        self._ledgers[id(removed)] = (removed, [v for part in ledgers for v in part[1]])
+        return StepResult(kept, removed, info)
 
     def collect(self, frame: RayFrame) -> pl.DataFrame:
         self._scope = "mix"
@@ -231,7 +273,7 @@ class RayEngine:
         mapped, ledger, metas = self._map(frame, ops.MapOp(step, remote, self.cwd), None, frame.kind, merge=False)
         info = merge_infos([m["info"] for m in metas], step.info_rules)
         if not step.is_global:
-            return StepResult(mapped, ledger, info)
+            return self._hand_over(mapped, [ledger], info)
         keys = [from_arrow(m["keys"]) for m in metas if "keys" in m]
 
         def fetch(fn: Any) -> pl.DataFrame:
@@ -239,9 +281,8 @@ class RayEngine:
             return collect(out)
 
         decision = step.decide(pl.concat(keys) if keys else pl.DataFrame(), dataclasses.replace(ctx, fetch=fetch), info)
-        res = self._map(mapped, ops.ApplyOp(step, decision, remote, self.cwd), {}, frame.kind)
-        removed = [r for r in (ledger, res.removed) if r.height]
-        return StepResult(res.kept, pl.concat(removed) if removed else empty_removed(), decision.info)
+        kept, applied, _ = self._map(mapped, ops.ApplyOp(step, decision, remote, self.cwd), {}, frame.kind, merge=False)
+        return self._hand_over(kept, [ledger, applied], decision.info)
 
     def _gather(self, step: Step, frame: RayFrame, ctx: StepContext) -> StepResult:
         """The step on the whole frame, here on the driver (exact; not distributed)."""
@@ -255,7 +296,8 @@ class RayEngine:
     # ------------------------------------------------------------------ building blocks
 
     def _map(self, frame: RayFrame, op: Any, rules: dict[str, str] | None, kind: str, merge: bool = True) -> Any:
-        """``op`` on every non-empty block; (frame, ledger, info) or, unmerged, (frame, ledger, infos)."""
+        """``op`` on every non-empty block: a handed-over ``StepResult`` or, unmerged,
+        (frame, ledger part, metas)."""
         self.connect()
         blocks, offsets = self._live(frame)
         op_ref = ray.put(op)
@@ -269,16 +311,13 @@ class RayEngine:
         ]
         metas = _get([o[2] for o in outs])
         self.nodes_used.update(m["node"] for m in metas if m.get("node"))
-        removed_tables = _get([o[1] for o in outs])
         new = RayFrame([Block(o[0], 0, m["rows"]) for o, m in zip(outs, metas, strict=True)],
                        add_counts([m["counts"] for m in metas]), kind)
         new.blocks = _nonempty(new.blocks)
-        removed = [from_arrow(t) for t in removed_tables if t.num_rows]
-        ledger = pl.concat(removed) if removed else empty_removed()
+        ledger = _ledger_part(metas, [o[1] for o in outs])
         if not merge:
             return new, ledger, metas
-        info = merge_infos([m["info"] for m in metas], rules or {})
-        return StepResult(new, ledger, info)
+        return self._hand_over(new, [ledger], merge_infos([m["info"] for m in metas], rules or {}))
 
     def _whole(self, frame: RayFrame, op: Any, kind: str) -> StepResult:
         """``op`` on the whole frame in one task; its output is cut into views again."""
@@ -286,9 +325,9 @@ class RayEngine:
         blocks = frame.blocks
         kept_ref, removed_ref, meta_ref = _run_whole.options(num_returns=3, num_cpus=self.cpus_per_task).remote(
             op, self.cwd, [b.start for b in blocks], [b.length for b in blocks], *[b.ref for b in blocks])
-        meta, removed = _get([meta_ref, removed_ref])
+        meta = _get(meta_ref)
         out = RayFrame(views(kept_ref, meta["rows"], self._rows_per_block(meta["rows"], meta["nbytes"])), meta["counts"], kind)
-        return StepResult(out, from_arrow(removed), meta["info"])
+        return self._hand_over(out, [_ledger_part([meta], [removed_ref])], meta["info"])
 
     def _live(self, frame: RayFrame) -> tuple[list[Block], np.ndarray]:
         offsets = frame.offsets()
@@ -318,6 +357,16 @@ def _rss_mb() -> int | None:
         return None
 
 
+def _ledger_part(metas: list[dict[str, Any]], refs: list[Any]) -> tuple[list[pl.DataFrame], list[Block]]:
+    """The tasks' ledgers: compact columns from their metas, whole rows left in the store."""
+    frames, blocks = [], []
+    for m, ref in zip(metas, refs, strict=True):
+        if m["ledger"].num_rows:
+            frames.append(from_arrow(m["ledger"]))
+            blocks.append(Block(ref, 0, m["ledger"].num_rows))
+    return frames, blocks
+
+
 def _nonempty(blocks: list[Block]) -> list[Block]:
     return [b for b in blocks if b.length] or blocks[:1]
 
@@ -336,3 +385,4 @@ def _get(refs: Any) -> Any:
         if isinstance(cause, BaseException):
             raise cause from None
         raise
+

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from mixer.engines.base import source_counts
 from mixer.engines.ray_frame import from_arrow
-from mixer.records import conform, empty_removed
+from mixer.records import REMOVED_SCHEMA, conform, empty_removed
 from mixer.removed_content import with_content
 from mixer.spec import SourceSpec, Spec
 from mixer.steps.base import Decision, Mapped, Step, StepContext, StepResult
@@ -42,13 +42,18 @@ def driver_dir(cwd: str | None) -> Iterator[None]:
 
 
 def run_block(op: Any, table: pa.Table, start: int, length: int, offset: int, cwd: str | None = None) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
-    """The task body: slice the block, run ``op``, return (kept, removed ledger, meta)."""
+    """The task body: slice the block, run ``op``, return (kept, removed ledger, meta).
+
+    The ledger (with the removed records' text) stays in the object store for the task that
+    writes ``removed.parquet``; ``meta["ledger"]`` carries its five compact columns (ids,
+    sources, reasons, details) for the driver's counts."""
     frame = from_arrow(table, start, length)
     with driver_dir(cwd):
         res = op(frame, offset)
     kept = res.kept
     meta = {"rows": kept.height, "counts": source_counts(kept) if "source" in kept.columns else {},
-            "info": res.info, "nbytes": int(kept.estimated_size()), "node": node_id()}
+            "info": res.info, "nbytes": int(kept.estimated_size()), "node": node_id(),
+            "ledger": res.removed.select(list(REMOVED_SCHEMA)).to_arrow()}
     keys = getattr(res, "keys", None)
     if keys is not None:
         meta["keys"] = keys.to_arrow()

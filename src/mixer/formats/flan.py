@@ -8,6 +8,12 @@ Each record's submix (``flan_fsopt``, ``t0_fsnoopt``, ...) goes to ``meta.submix
 ``sample: {by: submix, n: {...}}`` draws exact counts per submix. It comes from a column
 (``submix_from: column``) or from the file the row was read from (``submix_from:
 filename``: the first group of ``submix_pattern`` matched against the path in ``_origin``).
+
+Ids are ``{source}:{row}`` by default (the row across all the source's files). ``ids: file``
+names the file instead, ``{source}:{submix}/{file name}#{index}`` (``:{line}`` for JSON
+lines), so that a shard added to one submix changes no other record's id, and so no other
+submix's draw (the sample's rank is a hash of the id). From the hub, the "file" is the
+``data_files`` pattern, so hub and mirror builds draw differently with ``ids: file``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class FlanConfig(FormatConfig):
     submix_from: Literal["column", "filename"] | None = None
     submix_column: str = "submix"
     submix_pattern: str = FILE_STEM
+    ids: Literal["row", "file"] = "row"
 
     @field_validator("submix_pattern")
     @classmethod
@@ -78,4 +85,9 @@ def flan(raw: pl.DataFrame, cfg: FlanConfig, ctx: FormatContext) -> StepResult:
             raise ValueError(f"submix_pattern {cfg.submix_pattern!r} does not match the file of rows {bad}")
         meta = meta_json(submix=sub)
         ctx.info["submixes"] = dict(sorted(subs.value_counts().iter_rows()))
-    return StepResult(records_from(raw, ctx, two_turns(prompt, text(cfg.targets)), meta), empty_removed())
+    out = records_from(raw, ctx, two_turns(prompt, text(cfg.targets)), meta)
+    if cfg.ids == "file":
+        name = pl.col("_origin").str.extract(r"([^/\\]+)$", 1)
+        parts = [pl.lit(f"{ctx.source}:"), *([sub, pl.lit("/")] if sub is not None else []), name]
+        out = out.with_columns(raw.select(pl.concat_str(parts).alias("id")).to_series())
+    return StepResult(out, empty_removed())
