@@ -37,6 +37,12 @@ sources; wall time, peak RSS of the whole process tree and their ratios, per siz
 (sampled in the build's process). Writes benchmarks/results/scale_streaming.json.
 
     python benchmarks/scale.py --baseline 2ea0dc9 --sizes 200000 1000000
+
+Sizes the in-memory build cannot reach (``--streaming-alone 10000000``: ~19 GB of JSON
+lines, generated shard by shard): the streaming build alone, the same figures. Writes
+benchmarks/results/scale_streaming_N.json.
+
+    python benchmarks/scale.py --streaming-alone 10000000
 """
 
 from __future__ import annotations
@@ -49,9 +55,11 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -102,12 +110,6 @@ def make_data(records: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     a = rng.integers(0, base.height, records)
     b = rng.integers(0, base.height, records)
-    A, B = base[a], base[b]
-    frame = pl.DataFrame({
-        "instruction": A["instruction"] + "\n\n" + B["instruction"],
-        "input": A["input"],
-        "output": A["output"] + "\n\n" + B["output"],
-    })
     # plant exact and near copies of earlier records (3% each)
     n_copy = records * 3 // 100
     idx = np.arange(records)
@@ -117,15 +119,24 @@ def make_data(records: int, seed: int = 0) -> Path:
     src_near = (rng.random(n_copy) * near_at).astype(np.int64)
     idx[exact_at] = src_exact
     idx[near_at] = src_near
-    frame = frame[idx]
-    near = pl.Series(np.isin(np.arange(records), near_at))
-    frame = frame.with_columns(
-        pl.when(near).then(pl.col("output").str.replace(r"\s\S+\s", " ")).otherwise(pl.col("output")).alias("output")
-    )
+    near = np.zeros(records, bool)
+    near[near_at] = True
+    # record p pairs base rows a[idx[p]] and b[idx[p]]; written shard by shard, so that
+    # 10M records (~19 GB of JSON lines) never sit in memory at once
     per_shard = records // (SOURCES * SHARDS_PER_SOURCE)
     for k in range(SOURCES * SHARDS_PER_SOURCE):
-        end = records if k == SOURCES * SHARDS_PER_SOURCE - 1 else (k + 1) * per_shard
-        frame[k * per_shard:end].write_ndjson(folder / f"pool{k // SHARDS_PER_SOURCE}-{k % SHARDS_PER_SOURCE}.jsonl")
+        lo, hi = k * per_shard, records if k == SOURCES * SHARDS_PER_SOURCE - 1 else (k + 1) * per_shard
+        rows = idx[lo:hi]
+        A, B = base[a[rows]], base[b[rows]]
+        frame = pl.DataFrame({
+            "instruction": A["instruction"] + "\n\n" + B["instruction"],
+            "input": A["input"],
+            "output": A["output"] + "\n\n" + B["output"],
+        }).with_columns(
+            pl.when(pl.Series(near[lo:hi])).then(pl.col("output").str.replace(r"\s\S+\s", " ")).otherwise(pl.col("output")).alias("output")
+        )
+        frame.write_ndjson(folder / f"pool{k // SHARDS_PER_SOURCE}-{k % SHARDS_PER_SOURCE}.jsonl")
+        del frame, A, B
     done.write_text(json.dumps({"records": records, "seed": seed, "base_records": base.height}))
     return folder
 
@@ -171,7 +182,8 @@ def run_one(engine: str, spec: Path, out: Path, cpus: int, store_mb: int) -> dic
     wall = time.perf_counter() - t0
     result = {
         "engine": engine, "wall_s": round(wall, 2), "records_out": res.manifest["records"],
-        "mixture_sha256": res.manifest["files"]["mixture.parquet"]["sha256"],
+        "mixture_sha256": _mixture_sha256(res.manifest["files"]),
+        "mixture_files": len([k for k in res.manifest["files"] if k.startswith("mixture")]),
         "format_version": res.manifest.get("format_version", 1),
         "removed_sha256": res.manifest["files"]["removed.parquet"]["sha256"],
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -183,6 +195,12 @@ def run_one(engine: str, spec: Path, out: Path, cpus: int, store_mb: int) -> dic
         result["nodes"] = eng.describe()
         eng.close()
     return result
+
+
+def _mixture_sha256(files: dict) -> str:
+    """The shard's sha256, or for several shards the sha256 of their hashes in order."""
+    shas = [files[k]["sha256"] for k in sorted(files) if k.startswith("mixture")]
+    return shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest()
 
 
 def _sample_stage_peaks() -> dict[str, dict[str, int]]:
@@ -358,6 +376,34 @@ def compare_baseline(commit: str, sizes: list[int], cpus: int) -> dict:
     return result
 
 
+def streaming_alone(n: int, cpus: int) -> dict:
+    """The local engine alone on ``n`` records (sizes the in-memory build cannot reach)."""
+    t = time.perf_counter()
+    folder = make_data(n)
+    data_s = time.perf_counter() - t
+    gb = sum(f.stat().st_size for f in folder.glob("pool*.jsonl")) / 1e9
+    print(f"data: {n:,} records, {gb:.1f} GB of JSON lines ({data_s:.0f} s); load average {os.getloadavg()[0]:.1f}", flush=True)
+    load0 = round(os.getloadavg()[0], 1)
+    r = child("local", write_spec(folder), CACHE / "out" / "streaming", cpus, 0)
+    print(f"  {n:,} streaming: {r['wall_s']} s, process tree peak {r['process_tree_peak_rss_mb']} MB, "
+          f"{r['records_out']:,} records out in {r['mixture_files']} shard(s)", flush=True)
+    for st in r["steps"]:
+        print(f"    {st['stage']:<24} {st['seconds']:>8.1f} s  peak {st.get('peak_rss_mb')} MB", flush=True)
+    result = {
+        "benchmark": f"streaming local engine alone on {n:,} records",
+        "machine": {"cpus": cpus, "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_start": load0, "load_average_end": round(os.getloadavg()[0], 1)},
+        "data": {"records": n, "jsonl_gb": round(gb, 2)},
+        "spec": "benchmarks/.cache/scale/records-N/scale.yaml: per source keyword filter, exact dedup, 90% sample; "
+                "mix: exact dedup, minhash 0.8, decontamination against the tulu2 suite",
+        "run": r,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"scale_streaming_{n}.json").write_text(json.dumps(result, indent=2))
+    shutil.rmtree(CACHE / "out" / "streaming", ignore_errors=True)
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=1_000_000, help="the large build; a tenth of it is the second point")
@@ -369,12 +415,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--baseline", help="compare the local engine with this commit's (e.g. 2ea0dc9)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000], help="record counts for --baseline")
+    ap.add_argument("--streaming-alone", type=int, metavar="N", help="the local engine alone on N records (e.g. 10000000)")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(run_one(args.child, args.spec, args.out, args.cpus, args.store_mb)))
         return
     if args.baseline:
         compare_baseline(args.baseline, args.sizes, args.cpus)
+        return
+    if args.streaming_alone:
+        streaming_alone(args.streaming_alone, args.cpus)
         return
 
     sizes = [args.records // 10, args.records]

@@ -256,14 +256,14 @@ class LocalEngine:
         if not step.is_global:
             return StepResult(_assemble(outs, frame.kind), ledger.result(), info)
         parts = [o[0] for o in outs]
-        keys = pl.concat(held) if held else pl.DataFrame()
+        handed = [pl.concat(held) if held else pl.DataFrame()]
         del held
 
-        def fetch(fn: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
-            return pl.concat(self._pmap(lambda p: fn(read_part(p)), parts), how="vertical_relaxed")
+        def fetch(fn: Callable[[pl.DataFrame], pl.DataFrame]) -> Iterator[pl.DataFrame]:
+            return self._imap(lambda p: fn(read_part(p)), parts)
 
-        decision = step.decide(keys, dataclasses.replace(ctx, fetch=fetch), info)
-        del keys
+        # the keys are handed over (no reference kept here), so decide can free what it has used
+        decision = step.decide(handed.pop(), dataclasses.replace(ctx, fetch=fetch), info)
 
         def applied(p: Part) -> tuple[tuple[Part, int, dict[str, int]], pl.DataFrame]:
             batch = read_part(p)

@@ -35,10 +35,10 @@ from mixer.engines.base import EngineError, add_counts
 from mixer.engines.ray_frame import (
     Block,
     RayFrame,
-    collect,
     collect_records,
     concat,
     from_arrow,
+    iter_blocks,
     put_frame,
     views,
 )
@@ -276,9 +276,9 @@ class RayEngine:
             return self._hand_over(mapped, [ledger], info)
         keys = [from_arrow(m["keys"]) for m in metas if "keys" in m]
 
-        def fetch(fn: Any) -> pl.DataFrame:
+        def fetch(fn: Any) -> Iterator[pl.DataFrame]:
             out, _, _ = self._map(mapped, ops.FetchOp(fn), None, "raw", merge=False)
-            return collect(out)
+            return iter_blocks(out)
 
         decision = step.decide(pl.concat(keys) if keys else pl.DataFrame(), dataclasses.replace(ctx, fetch=fetch), info)
         kept, applied, _ = self._map(mapped, ops.ApplyOp(step, decision, remote, self.cwd), {}, frame.kind, merge=False)

@@ -9,6 +9,7 @@ The driver holds only the refs, row counts and per-source counts.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,12 @@ def collect(frame: RayFrame, columns: list[str] | None = None) -> pl.DataFrame:
         return empty_records(frame.kind if frame.kind != "raw" else "sft")
     out = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
     return out.rechunk()
+
+
+def iter_blocks(frame: RayFrame) -> Iterator[pl.DataFrame]:
+    """The frame block by block, in canonical order, one block in this process at a time."""
+    for b in frame.blocks:
+        yield from_arrow(ray.get(b.ref), b.start, b.length)
 
 
 def collect_records(frame: RayFrame) -> pl.DataFrame:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,8 +54,9 @@ class StepContext:
     progress: Any = None  # mixer.progress.Progress or None
     artifacts: dict[str, Any] = field(default_factory=dict)  # step -> JSON-able info for the manifest
     # set by the engine while ``decide`` runs: ``fetch(fn)`` runs ``fn(batch) -> frame`` over
-    # every batch of the stage (a second pass, e.g. for a few named rows) and concatenates
-    fetch: Callable[[Callable[[pl.DataFrame], pl.DataFrame]], pl.DataFrame] | None = None
+    # every batch of the stage (a second pass, e.g. for a few named rows) and yields the
+    # frames in batch order as they come (``fetched`` joins them into one)
+    fetch: Callable[[Callable[[pl.DataFrame], pl.DataFrame]], Iterator[pl.DataFrame]] | None = None
 
     def rng(self, *names: str) -> np.random.Generator:
         return rng_for(self.seed, self.scope, *names)
@@ -63,6 +64,12 @@ class StepContext:
     def source_rank(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.source_order)}
 
+
+
+def fetched(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    """The frames of a ``StepContext.fetch`` pass as one (empty when there were none)."""
+    frames = list(frames)
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
 
 @dataclass
 class StepResult:
@@ -137,7 +144,7 @@ class Step:
         m = self.map(frame, ctx)
         if not self.is_global:
             return StepResult(m.kept, m.removed, m.info)
-        whole = dataclasses.replace(ctx, fetch=lambda fn: fn(m.kept))
+        whole = dataclasses.replace(ctx, fetch=lambda fn: iter([fn(m.kept)]))
         d = self.decide(m.keys if m.keys is not None else pl.DataFrame(), whole, m.info)
         kept, removed = self.apply(m.kept, d, ctx)
         ledger = pl.concat([m.removed, removed]) if m.removed.height else removed

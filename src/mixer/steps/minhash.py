@@ -41,6 +41,7 @@ from mixer.dedup.lsh import (
     pair_lookup,
     verify_components,
 )
+from mixer.dedup.mapped import MappedArray
 from mixer.dedup.near import (
     MinHashParams,
     approx_bytes,
@@ -54,7 +55,7 @@ from mixer.dedup.progress import progress_task
 from mixer.dedup.shingle import Shingling, hash_shingles
 from mixer.dedup.signatures import minhash, permutations, similarity
 from mixer.records import base_id, text_of
-from mixer.steps.base import Decision, Mapped, Step, StepConfig, StepContext, register
+from mixer.steps.base import Decision, Mapped, Step, StepConfig, StepContext, fetched, register
 
 
 class MinHashConfig(StepConfig):
@@ -146,10 +147,21 @@ class MinHashDedup(Step):
         params = cfg.params()
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        reps = keys.filter(pl.col("_first") & pl.col("_base").is_first_distinct()) if keys.height else keys
+        if not keys.width:  # no batch reached the step
+            keys = pl.DataFrame(schema={"id": pl.Utf8, "source": pl.Utf8, "_base": pl.Utf8, "_first": pl.Boolean, "_len": pl.Int64,
+                                        "_ne": pl.Boolean, **{f"_b{j}": pl.UInt64 for j in range(params.bands)}})
+        records = keys.height
+        # one row per base id: the first row of each (copies follow their record)
+        rep = keys.select(pl.col("_first") & pl.col("_base").is_first_distinct()).to_series()
+        reps = keys.select("id", "source", "_len", "_ne").filter(rep)
         n = reps.height
-        bands = np.stack([reps[f"_b{j}"].to_numpy() for j in range(params.bands)]) if n else np.zeros((params.bands, 0), np.uint64)
+        bands = np.zeros((params.bands, n), np.uint64)
+        for j in range(params.bands):  # band by band: the key columns are never copied whole
+            bands[j] = keys[f"_b{j}"].filter(rep).to_numpy()
+        bases = keys["_base"]
+        del keys, rep  # handed over by the engine: only the base ids are needed again
         edges = band_candidates(bands, reps["_ne"].to_numpy() if n else np.zeros(0, bool), ctx.progress, cfg.threads)
+        del bands
         candidates = len(edges)
         timings["lsh"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -163,7 +175,14 @@ class MinHashDedup(Step):
             return np.searchsorted(ends, rows)
 
         def estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return similarity(sig[local(a)], sig[local(b)]) if len(a) else np.zeros(0)
+            """Signature estimates in slices: two gathered (pairs x num_perm) blocks of all
+            candidates at once would take gigabytes."""
+            out = np.zeros(len(a))
+            for k in range(0, len(a), ESTIMATE_PAIRS):
+                ka, kb = local(a[k:k + ESTIMATE_PAIRS]), local(b[k:k + ESTIMATE_PAIRS])
+                out[k:k + ESTIMATE_PAIRS] = similarity(sig.array[ka], sig.array[kb])
+            sig.release()
+            return out
 
         rank = cl.keep_rank(reps["source"], reps["_len"].to_numpy(), cfg.keep, ctx.source_order, cfg.priority) if n else np.zeros(0, np.int64)
         checks, exact = 0, np.zeros(0)
@@ -192,15 +211,15 @@ class MinHashDedup(Step):
             scores["jaccard"][gone] = np.round(jac, 4)
         outcome = cl.outcome_frame(reps, members, np.searchsorted(members, found.kept_of[members]), found.size[members], scores) \
             if len(members) else cl.empty_outcome(scores)
-        sig, sets = np.zeros((0, 0), np.uint32), None  # freed before the snippet pass
+        sig, sets = None, None  # type: ignore[assignment]  # freed before the snippet pass
         snippets = _fetch_snippets(ctx, outcome["id"], params, cfg.text)
         table = cl.snippet_table(outcome, snippets, self.name)
         files = cl.write_side_files(ctx.work_dir, self.name, table, {"method": self.name, **params.to_json()})
         removed = outcome.filter(pl.col("id") != pl.col("kept_id"))
         # rows that leave: the removed representatives and every copy of them
-        removed_rows = int(keys.join(removed.select(base_id().alias("_base")), on="_base", how="semi").height) if removed.height else 0
+        removed_rows = int(bases.is_in(removed.select(base_id())["id"].implode()).sum()) if removed.height else 0
         timings["cluster"] = time.perf_counter() - t
-        out = run_info(params, cfg, keys.height, n, candidates, checks, len(edges), outcome, removed_rows, timings, files)
+        out = run_info(params, cfg, records, n, candidates, checks, len(edges), outcome, removed_rows, timings, files)
         return Decision(removed, out)
 
     def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -208,13 +227,18 @@ class MinHashDedup(Step):
 
 
 class _Sets:
-    """Shingle sets of the edge endpoints (sorted unique uint32 hashes), one flat array."""
+    """Shingle sets of the edge endpoints (sorted unique uint32 hashes), one flat array in a
+    mapped file, compared in slices whose pages are released after each."""
 
-    def __init__(self, starts: np.ndarray, sizes: np.ndarray, values: np.ndarray):
+    def __init__(self, starts: np.ndarray, sizes: np.ndarray, values: MappedArray):
         self.starts, self.sizes, self.values = starts, sizes, values
 
     def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return pair_jaccard(self.starts, self.sizes, self.values, a, b) if len(a) else np.zeros(0)
+        out = np.zeros(len(a))
+        for k in range(0, len(a), JACCARD_PAIRS):
+            out[k:k + JACCARD_PAIRS] = pair_jaccard(self.starts, self.sizes, self.values.array, a[k:k + JACCARD_PAIRS], b[k:k + JACCARD_PAIRS])
+            self.values.release()
+        return out
 
 
 def endpoint_rows(ids: pl.Series, params: MinHashParams, which: str, with_sets: bool, batch: pl.DataFrame) -> pl.DataFrame:
@@ -239,27 +263,30 @@ def snippet_rows(ids: pl.Series, which: str, batch: pl.DataFrame) -> pl.DataFram
                          else pl.Series("snippet", [], pl.Utf8)])
 
 
-ROUND = 262_144  # endpoints fetched per pass over the batches
+ESTIMATE_PAIRS = 65_536  # candidate pairs whose signatures are compared at once
+JACCARD_PAIRS = 65_536  # pairs whose shingle sets are compared before their pages are released
 
 
 def _fetch_endpoints(ctx: StepContext, ids: pl.Series, params: MinHashParams, which: str,
-                     with_sets: bool) -> tuple[np.ndarray, _Sets | None]:
-    """Signatures (and shingle sets) of the endpoints ``ids``, in their order. Fetched in
-    passes of ``ROUND`` endpoints, so a pass's frame stays small; the sets are appended to
-    an unlinked file in the build's temp folder and read back memory-mapped."""
+                     with_sets: bool) -> tuple[MappedArray, _Sets | None]:
+    """Signatures (and shingle sets) of the endpoints ``ids``, in their order, in mapped
+    files of the build's temp folder (``mixer.dedup.mapped``), from one pass over the
+    batches whose results are taken one batch at a time."""
     n = len(ids)
-    sig = np.zeros((n, params.num_perm), np.uint32)
+    folder = ctx.work_dir if ctx.work_dir is not None and ctx.work_dir.is_dir() else None
+    sig = MappedArray.zeros((n, params.num_perm), np.uint32, folder)
     starts, sizes = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    if n and ctx.fetch is None:
-        raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
-    with tempfile.TemporaryFile(dir=ctx.work_dir if ctx.work_dir is not None and ctx.work_dir.is_dir() else None) as f:
-        written = 0
-        for r0 in range(0, n, ROUND):
-            part = ids.slice(r0, ROUND)
-            got = ctx.fetch(partial(endpoint_rows, part, params, which, with_sets))  # type: ignore[misc]
-            where = r0 + got.select("id").join(part.to_frame().with_row_index("_k"), on="id", how="left",
-                                               maintain_order="left")["_k"].to_numpy().astype(np.int64)
-            sig[where] = np.asarray(got["sig"].to_numpy(), dtype=np.uint32).reshape(got.height, params.num_perm)
+    f = tempfile.TemporaryFile(dir=folder)
+    written = 0
+    if n:
+        if ctx.fetch is None:
+            raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
+        order = ids.to_frame("id").with_row_index("_k")
+        for got in ctx.fetch(partial(endpoint_rows, ids, params, which, with_sets)):
+            if not got.height:
+                continue
+            where = got.select("id").join(order, on="id", how="left", maintain_order="left")["_k"].to_numpy().astype(np.int64)
+            sig.array[where] = np.asarray(got["sig"].to_numpy(), dtype=np.uint32).reshape(got.height, params.num_perm)
             if with_sets:
                 at = 0
                 for c in _chunks(got["set"]):
@@ -269,12 +296,11 @@ def _fetch_endpoints(ctx: StepContext, ids: pl.Series, params: MinHashParams, wh
                     f.write(c.values.to_numpy(zero_copy_only=False)[off[0] : off[-1]].astype(np.uint32, copy=False).tobytes())
                     written += int(off[-1] - off[0])
                     at += len(c)
-            del got
-        if not with_sets:
-            return sig, None
-        f.flush()
-        values = np.memmap(f, dtype=np.uint32, mode="r", shape=(written,)) if written else np.zeros(0, np.uint32)
-    return sig, _Sets(starts, sizes, values)
+            sig.release()
+    if not with_sets:
+        f.close()
+        return sig, None
+    return sig, _Sets(starts, sizes, MappedArray.of_file(f, written, np.uint32))
 
 
 def _chunks(column: pl.Series) -> list[pa.Array]:
@@ -288,7 +314,7 @@ def _fetch_snippets(ctx: StepContext, ids: pl.Series, params: MinHashParams, whi
         return pl.Series("snippet", [], pl.Utf8)
     if ctx.fetch is None:
         raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
-    got = ctx.fetch(partial(snippet_rows, ids, which))
+    got = fetched(ctx.fetch(partial(snippet_rows, ids, which)))
     return pl.DataFrame({"id": ids}).join(got, on="id", how="left", maintain_order="left")["snippet"]
 
 

@@ -36,7 +36,7 @@ from mixer.dedup.vectors import choose_index, gpu_available, similar_pairs
 from mixer.infos import SUM
 from mixer.records import base_id, text_of
 from mixer.select.models import STATIC_MINILM
-from mixer.steps.base import Decision, Mapped, Step, StepConfig, StepContext, register
+from mixer.steps.base import Decision, Mapped, Step, StepConfig, StepContext, fetched, register
 
 # default cosine threshold per model kind: static vectors' cosines run higher than MiniLM's;
 # 0.975 is the lowest static threshold whose removals had precision >= 0.9 against the planted
@@ -316,7 +316,7 @@ class SemanticDedup(Step):
             return pl.Series("snippet", [], pl.Utf8)
         if ctx.fetch is None:
             raise RuntimeError("semantic: the engine gave no second pass over the batches (StepContext.fetch)")
-        got = ctx.fetch(partial(_snippets, ids, self.config.text))  # type: ignore[attr-defined]
+        got = fetched(ctx.fetch(partial(_snippets, ids, self.config.text)))  # type: ignore[attr-defined]
         order = pl.DataFrame({"id": ids}).with_row_index("_k")
         return order.join(got, on="id", how="left").sort("_k")["snippet"]
 
