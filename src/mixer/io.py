@@ -8,7 +8,8 @@ formats can build stable ids and ledger rows can point at the input.
 Building blocks, each raising ``InputError`` naming the file: ``iter_decompressed`` /
 ``open_decompressed`` (bytes of a plain, .gz or .zst file; a cut or corrupt file is an
 error, never a short read), ``parse_json_text`` (JSON or JSON lines told by content, one
-parse path for both ``on_error`` modes; bad items come back as ``Bad``), ``read_file``
+parse path for both ``on_error`` modes; bad items come back as ``Bad``), ``iter_file`` (a
+file in parts: lines, array items, record batches or CSV blocks), ``read_file``
 (one file to a raw frame) and ``ledger_name`` (unique, readable ids for bad items).
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from mixer.json_array import ArrayError, ArrayItems, Item
 from mixer.json_values import json_type, unify
 from mixer.records import empty_removed, removed_frame
 
@@ -251,8 +253,14 @@ def _parse_document(obj: Any, path: Path, on_error: str, json_field: str | None)
         obj = [obj]
     if not isinstance(obj, list):
         raise InputError(f"{path}: expected a JSON array of objects, got {json_type(obj)}")
+    return _items_frame(enumerate(obj), path, on_error)
+
+
+def _items_frame(items: Iterable[tuple[int, Any]], path: Path, on_error: str) -> tuple[pl.DataFrame, list[Bad]]:
+    """The items of a JSON array (index, value) as rows; non-objects are removed under
+    ``skip``, one by one, and are an error naming the index under ``raise``."""
     rows, index, bad = [], [], []
-    for i, r in enumerate(obj):
+    for i, r in items:
         if isinstance(r, dict):
             rows.append(r)
             index.append(i)
@@ -335,10 +343,10 @@ def iter_file(path: Path, ftype: str | None, on_error: str, json_field: str | No
     """One file as raw frames of about ``batch_bytes`` each, plus its unreadable items.
 
     JSON lines (plain or compressed) are cut at line ends and parsed part by part; parquet
-    is read by record batches, CSV/TSV by blocks of about ``batch_bytes``. A JSON document
-    (one array) is parsed whole, so it needs memory for its text and its rows (no streaming
-    JSON parser in the dependencies; JSON lines are the format for big sources); so is a
-    compressed parquet file (parquet needs random access). ``digest`` sees the file's
+    is read by record batches, CSV/TSV by blocks of about ``batch_bytes``, a JSON document
+    that is one array by its items (``_iter_array``). Read whole: a JSON document that is
+    an object (one record, or ``load.field`` naming the array inside it) and a compressed
+    parquet file (parquet needs random access). ``digest`` sees the file's
     bytes in the same pass (else it reads the file once more)."""
     kind = file_type(path, ftype)
     if kind == "parquet" and not path.name.lower().endswith(COMPRESSIONS):
@@ -359,10 +367,62 @@ def iter_file(path: Path, ftype: str | None, on_error: str, json_field: str | No
         if head.lstrip(BOM + b" \t\r\n") or len(head) > batch_bytes:
             break
     start = head[len(BOM):] if head.startswith(BOM) else head
+    if start.lstrip()[:1] == b"[" and not json_field:
+        yield from _iter_array(itertools.chain([start], chunks), path, kind, on_error, batch_bytes)
+        return
     if kind == "json" or start.lstrip()[:1] == b"[":
         yield parse_json_text(b"".join([head, *chunks]), path, kind, on_error, json_field)
         return
     yield from _iter_lines(itertools.chain([start], chunks), path, on_error, batch_bytes)
+
+
+def _iter_array(chunks: Iterator[bytes], path: Path, kind: str, on_error: str, batch_bytes: int) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
+    """A JSON document that is one array, in parts of about ``batch_bytes`` of items, each
+    item parsed on its own (``mixer.json_array``). A file not named ``.json`` whose array
+    is followed by more data is JSON lines opening with an array line: read as lines
+    (possible while no part has been handed out, which a one-line array never is)."""
+    split = ArrayItems()
+    seen: list[bytes] = []  # the bytes so far, while a fallback to lines is still possible
+    items: list[Item] = []
+    size, index, emitted = 0, 0, False
+    for c in itertools.chain(chunks, [None]):
+        try:
+            if c is None:
+                split.close()
+                new = []
+            else:
+                if not emitted:
+                    seen.append(c)
+                new = split.feed(c)
+        except ArrayError as e:
+            raise InputError(f"{path}:{e.line}: malformed JSON ({e})") from None
+        if split.after:
+            if kind != "json" and not emitted:
+                yield from _iter_lines(itertools.chain(seen, chunks), path, on_error, batch_bytes)
+                return
+            raise InputError(f"{path}:{split.line}: malformed JSON (data after the array: {split.after[:20]!r})")
+        for item in new:
+            items.append(item)
+            size += len(item.data)
+            if size >= batch_bytes:
+                yield _parse_items(items, index, path, on_error)
+                emitted, seen = True, []
+                index += len(items)
+                items, size = [], 0
+        if c is None and (items or not emitted):
+            yield _parse_items(items, index, path, on_error)
+
+
+def _parse_items(items: list[Item], first: int, path: Path, on_error: str) -> tuple[pl.DataFrame, list[Bad]]:
+    def parsed() -> Iterator[tuple[int, Any]]:
+        for k, item in enumerate(items):
+            try:
+                yield first + k, orjson.loads(item.data)
+            except orjson.JSONDecodeError as e:
+                line = item.line + item.data[: getattr(e, "pos", 0)].count(b"\n")
+                raise InputError(f"{path}:{line}: malformed JSON ({e})") from None
+
+    return _items_frame(parsed(), path, on_error)
 
 
 def _iter_lines(chunks: Iterator[bytes], path: Path, on_error: str, batch_bytes: int) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
