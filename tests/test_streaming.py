@@ -107,6 +107,28 @@ def test_reduce_keeps_the_decision() -> None:
         assert step.decide(reduced, ctx, {}).data == step.decide(keys, ctx, {}).data
 
 
+def test_a_sample_of_n_holds_few_keys_whatever_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sample: {n}`` asks the engine to reduce whenever its held keys have doubled (its
+    reduce keeps n per group), so the keys held stay near n, not near ``key_rows``."""
+    assert Sample(SampleConfig(n=10)).held_keys() == 100_000
+    assert Sample(SampleConfig(n={"a": 30_000, "b": 20_000}, by="submix")).held_keys() == 200_000
+    assert Sample(SampleConfig(fraction=0.5)).held_keys() is None
+    spec = load_spec(_spec(tmp_path, mix=False))
+    ref = build(spec, tmp_path / "ref", engine=LocalEngine(batch_rows=100, key_rows=10_000_000))
+    seen: list[int] = []
+    reduce = Sample.reduce
+
+    def spy(self: Sample, keys: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        seen.append(keys.height)
+        return reduce(self, keys, ctx)
+
+    monkeypatch.setattr(Sample, "reduce", spy)
+    monkeypatch.setattr(Sample, "held_keys", lambda self: 200 if self.config.n is not None else None)
+    out = build(spec, tmp_path / "small", engine=LocalEngine(batch_rows=100, key_rows=10_000_000))
+    assert _files(out.output) == _files(ref.output)
+    assert len(seen) >= 3 and max(seen) <= 2 * 1200 + 200  # n = 1200 for source a: about twice n at most
+
+
 def test_id_hash_is_fnv1a() -> None:
     def fnv(s: str) -> int:
         h = 0xCBF29CE484222325

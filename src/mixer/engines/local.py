@@ -241,6 +241,8 @@ class LocalEngine:
         # map results are taken as they come: keys are reduced and ledger rows spilled past the budget
         ledger = self._ledger()
         outs, infos, held, n = [], [], [], 0
+        hint = step.held_keys()
+        limit = self.key_rows if hint is None else min(self.key_rows, hint)
         for out, gone, minfo, mkeys in self._imap(mapped, frame.parts):
             outs.append(out)
             infos.append(minfo)
@@ -249,9 +251,11 @@ class LocalEngine:
                 continue
             held.append(mkeys)
             n += mkeys.height
-            if n > self.key_rows:
+            if n > limit:
                 held = [step.reduce(pl.concat(held), ctx)]
                 n = held[0].height
+                if hint is not None:  # reduce again once the held keys have doubled
+                    limit = min(self.key_rows, max(hint, 2 * n))
         info = merge_infos(infos, step.info_rules)
         if not step.is_global:
             return StepResult(_assemble(outs, frame.kind), ledger.result(), info)

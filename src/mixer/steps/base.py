@@ -131,6 +131,11 @@ class Step:
         """Shrink accumulated keys without changing what ``decide`` concludes (default: keep all)."""
         return keys
 
+    def held_keys(self) -> int | None:
+        """Key rows worth holding before ``reduce`` runs, for a step whose ``reduce`` shrinks
+        them to a few (a sample of n); None: the engine's memory budget decides."""
+        return None
+
     def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:  # pragma: no cover
         """``info``: the batches' ``Mapped.info`` merged; ``Decision.info`` is the stage's."""
         raise NotImplementedError

@@ -137,6 +137,13 @@ class Sample(Step):
                 .filter(pl.col("n") > 0))
         return pl.concat([top, rest]).sort("g", "rank", "id", nulls_last=True)
 
+    def held_keys(self) -> int | None:
+        """With ``n``, reduce keeps a few rows per group: reduce often, hold little."""
+        c: SampleConfig = self.config  # type: ignore[assignment]
+        if c.n is None:
+            return None
+        return max(100_000, 4 * (sum(c.n.values()) if isinstance(c.n, dict) else c.n))
+
     def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict) -> Decision:
         """Per group: how many to take and the (rank, id) of the last one taken."""
         c: SampleConfig = self.config  # type: ignore[assignment]
