@@ -1,6 +1,6 @@
 """``sample: {n: 10000}`` from one JSON-lines source larger than the machine's memory.
 
-Data (``--dir``, default /tmp/h19b/sample_huge; reused when present): one JSON-lines file of
+Data (``--dir``, default /tmp/mixer-sample-huge; reused when present): one JSON-lines file of
 at least ``--gb`` GB (default 25) of alpaca records composed from the real records of
 ``../shared/data/train`` (the pool of ``benchmarks/scale.py``): record i joins two real
 instructions and two real answers picked by a seeded generator and puts a real word drawn
@@ -220,7 +220,7 @@ def check_draw(out: Path, records: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gb", type=float, default=25.0)
-    ap.add_argument("--dir", type=Path, default=Path("/tmp/h19b/sample_huge"))
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/mixer-sample-huge"))
     ap.add_argument("--memory", default=None, help="--memory for mixer build (default: its own default)")
     ap.add_argument("--generate-only", action="store_true")
     args = ap.parse_args()

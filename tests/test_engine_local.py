@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mixer.engines import LocalEngine, make_engine
 from mixer.infos import MergeError, format_rules, merge_infos
@@ -52,3 +53,29 @@ def test_format_rules_know_which_formats_are_row_local() -> None:
     assert format_rules("oasst_tree", None) is None  # trees span rows
     assert format_rules("flan", None) == {"submixes.*": "sum"}  # row-local: the draw is the sample step's
     assert format_rules("sharegpt", None) is not None
+
+
+def test_steps_with_threads_take_their_share_of_the_cpus(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches mapped at once times a step's own threads stay within the CPUs."""
+    import mixer.steps.base as base
+    import mixer.steps.minhash as minhash
+
+    monkeypatch.setattr(base, "usable_cpus", lambda: 8)
+    assert base.threads_for(base.StepContext(batches_at_once=4)) == 2
+    assert base.threads_for(base.StepContext(batches_at_once=16)) == 1
+    assert base.threads_for(base.StepContext(batches_at_once=4), 3) == 3  # a configured count wins
+    seen: list[int] = []
+
+    def spy(ctx: base.StepContext, configured: int | None = None) -> int:
+        seen.append(ctx.batches_at_once)
+        return base.threads_for(ctx, configured)
+
+    monkeypatch.setattr(minhash, "threads_for", spy)
+    raw = yaml.safe_load((repo / "mixtures" / "sample.yaml").read_text())
+    for src in raw["sources"].values():
+        src["load"]["path"] = str((repo / "mixtures" / src["load"]["path"]).resolve())
+    raw["mix"].append({"minhash": {"threshold": 0.8}})
+    raw.pop("output")
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
+    build(load_spec(tmp_path / "spec.yaml"), tmp_path / "b", engine=LocalEngine(threads=3, batch_rows=50))
+    assert seen and set(seen) == {3}

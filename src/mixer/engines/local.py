@@ -226,6 +226,7 @@ class LocalEngine:
     def _pieces(self, step: Step, frame: Parts, ctx: StepContext) -> StepResult:
         """One stage of a split step; the ledger lists the rows ``map`` removed, then those
         ``apply`` removed, each in canonical order."""
+        ctx = dataclasses.replace(ctx, batches_at_once=self.threads)
         step.prepare(ctx)
         where = f"{ctx.scope}/{step.name}"
 

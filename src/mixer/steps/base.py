@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from mixer.cpus import usable_cpus
 from mixer.records import empty_removed, removed_from
 
 
@@ -53,6 +54,9 @@ class StepContext:
     scope: str = "mix"  # "mix" or the source name for per-source steps
     progress: Any = None  # mixer.progress.Progress or None
     artifacts: dict[str, Any] = field(default_factory=dict)  # step -> JSON-able info for the manifest
+    # batches the engine maps at the same time: a step with threads of its own uses its
+    # share of the CPUs (``threads_for``), not all of them per batch
+    batches_at_once: int = 1
     # set by the engine while ``decide`` runs: ``fetch(fn)`` runs ``fn(batch) -> frame`` over
     # every batch of the stage (a second pass, e.g. for a few named rows) and yields the
     # frames in batch order as they come (``fetched`` joins them into one)
@@ -64,6 +68,12 @@ class StepContext:
     def source_rank(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.source_order)}
 
+
+
+def threads_for(ctx: StepContext, configured: int | None = None) -> int:
+    """Threads for a step's own work on one batch: the configured number, else the CPUs
+    shared among the batches the engine runs at once."""
+    return configured or max(1, usable_cpus() // max(1, ctx.batches_at_once))
 
 
 def fetched(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:

@@ -27,7 +27,15 @@ from mixer.decontam.apply import DecontamConfig, decide, load_evals
 from mixer.decontam.core import MatchResult, find_matches
 from mixer.decontam.index import EvalIndex
 from mixer.infos import SUM
-from mixer.steps.base import Decision, Mapped, Step, StepContext, register, remove_listed
+from mixer.steps.base import (
+    Decision,
+    Mapped,
+    Step,
+    StepContext,
+    register,
+    remove_listed,
+    threads_for,
+)
 
 MATCH = pl.Struct({"inst": pl.Int32, "coverage": pl.Float32, "n_ngrams": pl.Int64, "short": pl.Boolean})
 
@@ -60,7 +68,8 @@ class Decontaminate(Step):
         """Keys: ``id, source`` and the record's matches (null when none)."""
         self.prepare(ctx)
         assert self.index is not None
-        res = find_matches(batch, self.index.evals, self.config, index=self.index, progress=False)  # type: ignore[arg-type]
+        cfg = self.config.model_copy(update={"threads": threads_for(ctx, self.config.threads)})  # type: ignore[attr-defined]
+        res = find_matches(batch, self.index.evals, cfg, index=self.index, progress=False)  # type: ignore[arg-type]
         per = res.pairs.group_by("rec").agg(
             pl.struct(pl.col("inst").cast(pl.Int32), pl.col("coverage").cast(pl.Float32), pl.col("n_ngrams").cast(pl.Int64),
                       pl.col("short").cast(pl.Boolean)).alias("m")

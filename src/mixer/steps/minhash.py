@@ -31,7 +31,6 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from mixer.cpus import usable_cpus
 from mixer.dedup import clusters as cl
 from mixer.dedup.jaccard import pair_jaccard, sorted_unique, unique_sets
 from mixer.dedup.lsh import (
@@ -55,7 +54,16 @@ from mixer.dedup.progress import progress_task
 from mixer.dedup.shingle import Shingling, hash_shingles
 from mixer.dedup.signatures import minhash, permutations, similarity
 from mixer.records import base_id, text_of
-from mixer.steps.base import Decision, Mapped, Step, StepConfig, StepContext, fetched, register
+from mixer.steps.base import (
+    Decision,
+    Mapped,
+    Step,
+    StepConfig,
+    StepContext,
+    fetched,
+    register,
+    threads_for,
+)
 
 
 class MinHashConfig(StepConfig):
@@ -130,7 +138,7 @@ class MinHashDedup(Step):
             offsets, hashes = hash_shingles(texts, params.shingling)
             return i0, i1, lens, np.diff(offsets) > 0, band_keys(minhash(hashes, offsets, perms), params.bands, params.rows)
 
-        for i0, i1, lens, ne, bk in parallel_map(work, chunk_bounds(approx_bytes(sub), 2_000_000), cfg.threads or usable_cpus()):
+        for i0, i1, lens, ne, bk in parallel_map(work, chunk_bounds(approx_bytes(sub), 2_000_000), threads_for(ctx, cfg.threads)):
             at = rows[i0:i1]
             lengths[at], nonempty[at], keys[:, at] = lens, ne, bk
         out = batch.select("id", "source", base_id().alias("_base")).with_columns(
