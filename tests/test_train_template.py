@@ -40,7 +40,7 @@ def _concat(messages: list[dict], eos: str) -> str:
 
 
 def reference_encoding(tok, messages: list[dict]) -> tuple[list[int], list[int]]:
-    """The documented rule (REFERENCE.md 3) by prefix re-tokenization: each assistant turn's
+    """The Tulu 2 rule (``mixer_train.template``'s docstring) by prefix re-tokenization: each assistant turn's
     content + EOS is trained, everything else is -100."""
     eos = tok.eos_token
     ids = tok(_concat(messages, eos).strip()).input_ids

@@ -5,9 +5,8 @@ JSON parser is a dependency, and none is needed: the items of an array are the s
 between the commas at nesting depth 1, outside strings. ``ArrayItems`` finds them with
 numpy over the positions of each chunk's special bytes (escaped quotes from the parity of
 backslash runs, string state from the parity of real quotes, depth from the running sum of
-brackets), carrying the state
-from chunk to chunk; each item is then parsed on its own by ``orjson``, exactly as the
-whole document would have been. Malformed JSON is not judged here: a bad item fails its
+brackets), carrying the state from chunk to chunk; each item is then parsed on its own by
+``orjson``, exactly as the whole document would have been. Malformed JSON is not judged here: a bad item fails its
 own parse, with the line it starts on.
 """
 
@@ -76,12 +75,13 @@ class ArrayItems:
         m = len(pos)
         idx = np.arange(m)
         bs = ch == _BACKSLASH
+        adjacent = np.diff(pos) == 1  # special k sits right after special k-1
         joined = np.zeros(m, bool)  # continues the backslash run of the special before it
-        joined[1:] = bs[1:] & bs[:-1] & (np.diff(pos) == 1)
+        joined[1:] = bs[1:] & bs[:-1] & adjacent
         run_start = np.maximum.accumulate(np.where(bs & ~joined, idx, 0))
         run_len = np.where(bs, idx - run_start + 1, 0)  # backslashes in the run ending here
         escaped = np.zeros(m, bool)
-        escaped[1:] = bs[:-1] & (np.diff(pos) == 1) & (run_len[:-1] & 1).astype(bool)
+        escaped[1:] = bs[:-1] & adjacent & (run_len[:-1] & 1).astype(bool)
         quote = (ch == _QUOTE) & ~escaped
         quotes = np.cumsum(quote, dtype=np.int64)
         inside = ((quotes - quote) & 1).astype(bool) ^ self.in_string

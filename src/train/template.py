@@ -2,7 +2,7 @@
 
 TRL's assistant-only loss masks every token outside the ``{% generation %}`` spans, so the
 template alone decides what is trained. ``tulu`` reproduces the Tulu 2 encoding exactly
-(REFERENCE.md section 3): content stripped, ``<|role|>\\n`` headers, assistant content plus
+(open-instruct's ``encode_with_messages_format``): content stripped, ``<|role|>\\n`` headers, assistant content plus
 EOS trained, everything else (headers, user and system turns, the newline after EOS) masked,
 the whole string stripped. BOS comes from the template (chat templates are encoded without
 special tokens), for tokenizers that add one when encoding plain text.

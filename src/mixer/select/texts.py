@@ -2,7 +2,7 @@
 eval-style prompt plus gold answer, rendered the same way so the two are comparable.
 
 ``tulu`` is the Tulu 2 training format (``<|user|>\\n...``, assistant turns closed by EOS;
-REFERENCE.md section 3), what RDS+ embeds with the base LM. ``plain`` joins the turn texts
+see ``mixer_train.template``), what RDS+ embeds with the base LM. ``plain`` joins the turn texts
 with newlines, the natural input of a sentence-embedding model.
 """
 

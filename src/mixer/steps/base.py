@@ -69,7 +69,6 @@ class StepContext:
         return {s: i for i, s in enumerate(self.source_order)}
 
 
-
 def threads_for(ctx: StepContext, configured: int | None = None) -> int:
     """Threads for a step's own work on one batch: the configured number, else the CPUs
     shared among the batches the engine runs at once."""
@@ -80,6 +79,7 @@ def fetched(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
     """The frames of a ``StepContext.fetch`` pass as one (empty when there were none)."""
     frames = list(frames)
     return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
 
 @dataclass
 class StepResult:

@@ -1,6 +1,6 @@
 """``select``: keep ``budget`` records of the pool that best serve the target tasks.
 
-``rds_plus`` (Ivison et al. 2025; REFERENCE.md section 5) embeds every record as its
+``rds_plus`` (Ivison et al. 2025, "Large-Scale Data Selection for Instruction Tuning") embeds every record as its
 templated conversation and every target as prompt + gold answer with the base LM (final
 hidden states, position-weighted mean, unit length), ranks the pool per task by the best
 cosine to any of the task's targets and takes items round-robin across tasks, skipping
