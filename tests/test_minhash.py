@@ -12,7 +12,14 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 
 from mixer.dedup.jaccard import pair_jaccard, unique_sets
-from mixer.dedup.lsh import components, lsh_params, pair_lookup, unique_edges, verify_components
+from mixer.dedup.lsh import (
+    components,
+    lsh_params,
+    pack_edges,
+    pair_lookup,
+    unique_edges,
+    verify_components,
+)
 from mixer.dedup.shingle import (
     Shingling,
     hash_shingles,
@@ -151,6 +158,52 @@ def test_forest_verification_gives_the_clusters_of_checking_every_edge() -> None
     assert checks < len(edges)
     found, got = pair_lookup(accepted, vals, accepted[:, 1], accepted[:, 0])
     assert found.all() and np.array_equal(got, vals)
+    # taken 100 edges at a time (bounded work arrays), the clusters are the same
+    chunked, _, _ = verify_components(n, edges, rng.random(len(edges)), check, chunk=100)
+    assert np.array_equal(components(n, chunked), components(n, edges[truth]))
+
+
+def test_component_groups_hold_whole_components_and_verify_as_the_whole_graph() -> None:
+    """Verification runs group by group (bounded memory); the clusters and the checks made
+    must be those of verifying the whole candidate graph at once."""
+    from mixer.dedup.lsh import component_groups
+    from mixer.steps import minhash as mh
+
+    rng = np.random.default_rng(5)
+    n = 8000  # sparse: many components, some of dozens of records
+    edges = unique_edges(rng.integers(0, n, size=(3500, 2)))
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    ordered, groups = component_groups(n, edges, 40)
+    assert len(groups) > 10 and groups[0][0] == 0 and groups[-1][1] == len(edges)
+    assert np.array_equal(np.sort(pack_edges(ordered)), np.sort(pack_edges(edges)))
+    label = components(n, edges)
+    group_of = np.zeros(len(edges), np.int64)
+    for g, (a, b) in enumerate(groups):
+        group_of[a:b] = g
+        # the bound is passed by the group's last component only
+        last = label[ordered[b - 1, 0]]
+        assert (b - a) - int((label[ordered[a:b, 0]] == last).sum()) < 40
+    for comp in np.unique(label[ordered[:, 0]]):  # a component lies in one group
+        assert len(np.unique(group_of[label[ordered[:, 0]] == comp])) == 1
+
+    truth = dict(zip(pack_edges(edges).tolist(), rng.random(len(edges)) < 0.7, strict=True))
+    est = {k: 0.8 + 0.2 * rng.random() for k in truth}
+    rank = rng.integers(0, 5, n)
+
+    class There:  # what a loaded group answers: estimates and exact Jaccard by record number
+        def estimate(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.array([est[k] for k in pack_edges(np.stack([a, b], axis=1)).tolist()])
+
+        def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.array([0.9 if truth[k] else 0.1 for k in pack_edges(np.stack([a, b], axis=1)).tolist()])
+
+    whole, _, whole_checks = mh._exact_verify(edges, rank, There(), 0.8, 128, lambda k: None)
+    parts = [mh._exact_verify(ordered[a:b], rank, There(), 0.8, 128, lambda k: None) for a, b in groups]
+    grouped = np.concatenate([g[0] for g in parts])
+    assert np.array_equal(components(n, grouped), components(n, whole))
+    assert sum(g[2] for g in parts) == whole_checks
+    kept = np.array([truth[k] for k in pack_edges(edges).tolist()])
+    assert np.array_equal(components(n, grouped), components(n, edges[kept]))
 
 
 # ------------------------------------------------------------------------- the step on real data

@@ -86,14 +86,28 @@ def band_edges(keys: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     return edges.astype(np.int64)
 
 
+def pack_edges(edges: np.ndarray) -> np.ndarray:
+    """Undirected edges as one uint64 each, ``low << 32 | high`` (records below 2**32)."""
+    lo = np.minimum(edges[:, 0], edges[:, 1]).astype(np.uint64)
+    hi = np.maximum(edges[:, 0], edges[:, 1]).astype(np.uint64)
+    lo <<= np.uint64(32)
+    lo |= hi
+    return lo
+
+
+def unpack_edges(packed: np.ndarray) -> np.ndarray:
+    """(m, 2) int64 ``[low, high]`` edges of ``pack_edges`` values."""
+    out = np.empty((len(packed), 2), dtype=np.int64)
+    out[:, 0] = packed >> np.uint64(32)
+    out[:, 1] = packed & np.uint64(0xFFFFFFFF)
+    return out
+
+
 def unique_edges(edges: np.ndarray) -> np.ndarray:
     """Deduplicate undirected edges (sorted as (low, high), in increasing order)."""
     if len(edges) == 0:
         return edges.reshape(0, 2)
-    lo = np.minimum(edges[:, 0], edges[:, 1])
-    hi = np.maximum(edges[:, 0], edges[:, 1])
-    packed = sorted_unique(lo.astype(np.uint64) << np.uint64(32) | hi.astype(np.uint64))
-    return np.stack([(packed >> np.uint64(32)).astype(np.int64), (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)], axis=1)
+    return unpack_edges(sorted_unique(pack_edges(edges)))
 
 
 def components(n: int, edges: np.ndarray) -> np.ndarray:
@@ -105,8 +119,28 @@ def components(n: int, edges: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def component_groups(n: int, edges: np.ndarray, max_edges: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """``edges`` reordered so that each connected component's edges are contiguous (in their
+    order within it), and bounds of groups of whole components: a group's components start
+    within a window of ``max_edges`` edges, so it holds at most that many plus the rest of
+    its last component. Work on one group at a time needs memory for that group, and gives
+    what it would on the whole graph."""
+    if len(edges) == 0:
+        return edges, []
+    label = components(n, edges)[edges[:, 0]]
+    order = np.argsort(label, kind="stable")
+    label = label[order]
+    starts = np.flatnonzero(np.concatenate([[True], label[1:] != label[:-1]]))
+    del label
+    # a component belongs to the group its first edge falls in
+    group = starts // max(1, max_edges)
+    cut = starts[np.flatnonzero(np.concatenate([[True], group[1:] != group[:-1]]))]
+    bounds = np.append(cut, len(edges))
+    return edges[order], [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def verify_components(n: int, edges: np.ndarray, weight: np.ndarray, check,
-                      advance=lambda k: None) -> tuple[np.ndarray, np.ndarray, int]:
+                      advance=lambda k: None, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Edges that pass ``check`` (a function of (a, b) index arrays returning a bool mask and
     a value per pair), found with few checks: the clusters are the same as if every
     candidate were checked.
@@ -114,45 +148,58 @@ def verify_components(n: int, edges: np.ndarray, weight: np.ndarray, check,
     Each round checks only a spanning forest of the candidate edges that still join two
     different clusters (a minimum spanning tree on ``weight``, so low-weight edges are
     checked first); passing edges merge clusters, failing ones are dropped; edges inside a
-    cluster are never checked. Returns (accepted edges, their values, number of checks)."""
+    cluster are never checked. With ``chunk``, the edges are taken ``chunk`` at a time in
+    order of weight, the clusters carried from one chunk to the next (the work arrays follow
+    the chunk, one component may be larger than memory allows otherwise); the clusters are
+    the same. Returns (accepted edges, their values, number of checks)."""
     accepted: list[np.ndarray] = []
     values: list[np.ndarray] = []
     labels = np.arange(n, dtype=np.int64)
-    pend, pweight = edges, np.asarray(weight, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
     checks = 0
-    while len(pend):
-        la, lb = labels[pend[:, 0]], labels[pend[:, 1]]
-        cross = la != lb
-        advance(int((~cross).sum()))  # joined already: never checked
-        pend, pweight, la, lb = pend[cross], pweight[cross], la[cross], lb[cross]
-        if not len(pend):
-            break
-        nodes, inv = _compact(la, lb)
-        ca, cb = inv[: len(la)], inv[len(la) :]
-        lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
-        # one edge per pair of clusters: the lowest weight (ties: first)
-        order = np.lexsort((np.arange(len(lo)), pweight, hi, lo))
-        lo_s, hi_s = lo[order], hi[order]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = (lo_s[1:] != lo_s[:-1]) | (hi_s[1:] != hi_s[:-1])
-        best = order[first]
-        w = pweight[best] - pweight[best].min() + 1.0  # positive: scipy ignores zero entries
-        tree = minimum_spanning_tree(coo_matrix((w, (lo[best], hi[best])), shape=(len(nodes), len(nodes)))).tocoo()
-        key_best = lo[best].astype(np.uint64) << np.uint64(32) | hi[best].astype(np.uint64)
-        sort_best = np.argsort(key_best, kind="stable")
-        t_lo, t_hi = np.minimum(tree.row, tree.col), np.maximum(tree.row, tree.col)
-        key_tree = t_lo.astype(np.uint64) << np.uint64(32) | t_hi.astype(np.uint64)
-        chosen = best[sort_best[np.searchsorted(key_best[sort_best], key_tree)]]
-        ok, val = check(pend[chosen, 0], pend[chosen, 1])
-        checks += len(chosen)
-        advance(len(chosen))
-        accepted.append(pend[chosen][ok])
-        values.append(val[ok])
-        keep = np.ones(len(pend), dtype=bool)
-        keep[chosen] = False
-        pend, pweight = pend[keep], pweight[keep]
-        if ok.any():
-            labels = components(n, np.concatenate(accepted))
+    if chunk is None or len(edges) <= chunk:
+        chunks = [(edges, weight)]
+    else:
+        by_weight = np.argsort(weight, kind="stable")
+        chunks = ((edges[by_weight[s : s + chunk]], weight[by_weight[s : s + chunk]]) for s in range(0, len(edges), chunk))
+    for pend, pweight in chunks:
+        while len(pend):
+            la, lb = labels[pend[:, 0]], labels[pend[:, 1]]
+            cross = la != lb
+            advance(int((~cross).sum()))  # joined already: never checked
+            pend, pweight, la, lb = pend[cross], pweight[cross], la[cross], lb[cross]
+            if not len(pend):
+                break
+            nodes, inv = _compact(la, lb)
+            ca, cb = inv[: len(la)], inv[len(la) :]
+            del la, lb, inv
+            lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
+            del ca, cb
+            # one edge per pair of clusters: the lowest weight (ties: first)
+            order = np.lexsort((np.arange(len(lo)), pweight, hi, lo))
+            lo_s, hi_s = lo[order], hi[order]
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = (lo_s[1:] != lo_s[:-1]) | (hi_s[1:] != hi_s[:-1])
+            best = order[first]
+            del order, lo_s, hi_s, first
+            w = pweight[best] - pweight[best].min() + 1.0  # positive: scipy ignores zero entries
+            tree = minimum_spanning_tree(coo_matrix((w, (lo[best], hi[best])), shape=(len(nodes), len(nodes)))).tocoo()
+            key_best = lo[best].astype(np.uint64) << np.uint64(32) | hi[best].astype(np.uint64)
+            del lo, hi
+            sort_best = np.argsort(key_best, kind="stable")
+            t_lo, t_hi = np.minimum(tree.row, tree.col), np.maximum(tree.row, tree.col)
+            key_tree = t_lo.astype(np.uint64) << np.uint64(32) | t_hi.astype(np.uint64)
+            chosen = best[sort_best[np.searchsorted(key_best[sort_best], key_tree)]]
+            ok, val = check(pend[chosen, 0], pend[chosen, 1])
+            checks += len(chosen)
+            advance(len(chosen))
+            accepted.append(pend[chosen][ok])
+            values.append(val[ok])
+            keep = np.ones(len(pend), dtype=bool)
+            keep[chosen] = False
+            pend, pweight = pend[keep], pweight[keep]
+            if ok.any():
+                labels = components(n, np.concatenate(accepted))
     if not accepted:
         return np.zeros((0, 2), dtype=np.int64), np.zeros(0), checks
     return np.concatenate(accepted), np.concatenate(values), checks

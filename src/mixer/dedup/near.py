@@ -25,10 +25,10 @@ import polars as pl
 
 from mixer.cpus import usable_cpus
 from mixer.dedup import lsh
-from mixer.dedup.jaccard import pair_jaccard, set_fingerprints, unique_inverse, unique_sets
+from mixer.dedup.jaccard import pair_jaccard, set_fingerprints, unique_sets
 from mixer.dedup.progress import progress_task
 from mixer.dedup.shingle import Shingling, hash_shingles, normalize_bytes
-from mixer.dedup.signatures import minhash, permutations, similarity
+from mixer.dedup.signatures import minhash, permutations
 from mixer.records import message_lists, text_of
 
 
@@ -214,46 +214,33 @@ def band_candidates(keys: np.ndarray, nonempty: np.ndarray, progress: Any = None
     """Unique candidate edges from all bands of ``keys`` (bands, n); records without
     shingles never match. Bands are sorted on ``threads`` threads."""
     index = np.flatnonzero(nonempty)
-    parts: list[np.ndarray] = []
+    parts: list[np.ndarray] = []  # packed edges (lsh.pack_edges): one word each
+    held, bound = 0, 20_000_000
     bands = keys.shape[0]
     with progress_task("minhash: LSH bands", bands, progress) as advance:
-        for edges in parallel_map(lambda j: lsh.band_edges(np.asarray(keys[j])[index], index), list(range(bands)),
-                                  threads or usable_cpus()):
-            parts.append(edges)
-            if sum(len(p) for p in parts) > 20_000_000:  # keep the edge list bounded
-                parts = [lsh.unique_edges(np.concatenate(parts))]
+        for packed in parallel_map(lambda j: lsh.pack_edges(lsh.band_edges(np.asarray(keys[j])[index], index)), list(range(bands)),
+                                   threads or usable_cpus()):
+            parts.append(packed)
+            held += len(packed)
+            if held > bound:  # deduplicated whenever the held edges have doubled
+                parts = [_merged_unique(parts)]
+                held = len(parts[0])
+                bound = max(bound, 2 * held)
             advance(1)
-    return lsh.unique_edges(np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64))
+    return lsh.unpack_edges(_merged_unique(parts))
 
 
-def signature_similarity(sig: np.ndarray, a: np.ndarray, b: np.ndarray, batch: int = 65_536,
-                         threads: int | None = None) -> np.ndarray:
-    """Estimated Jaccard of record pairs (a[k], b[k]), gathered in batches (memmap friendly)
-    on ``threads`` threads."""
-    out = np.empty(len(a), dtype=np.float64)
-
-    def part(s: int) -> None:
-        out[s : s + batch] = similarity(sig[a[s : s + batch]], sig[b[s : s + batch]])
-
-    for _ in parallel_map(part, list(range(0, len(a), batch)), threads or usable_cpus()):
-        pass
-    return out
-
-
-def exact_jaccard(frame: pl.DataFrame, params: MinHashParams, a: np.ndarray, b: np.ndarray,
-                  batch_records: int = 50_000) -> np.ndarray:
-    """Exact Jaccard of record pairs of ``frame``, recomputing their shingle sets batch by
-    batch (for callers without a :class:`SetStore`, e.g. distributed engines)."""
-    out = np.empty(len(a), dtype=np.float64)
-    step = max(1, batch_records // 2)
-    for s in range(0, len(a), step):
-        e = min(len(a), s + step)
-        rows, inv = unique_inverse(np.concatenate([a[s:e], b[s:e]]))
-        texts, _ = normalized_texts(frame[rows], params)
-        off, hashes = hash_shingles(texts, params.shingling)
-        set_off, values = unique_sets(hashes, off)
-        out[s:e] = pair_jaccard(set_off[:-1], np.diff(set_off), values, inv[: e - s], inv[e - s :])
-    return out
+def _merged_unique(parts: list[np.ndarray]) -> np.ndarray:
+    """Distinct values of ``parts``, sorted (one copy: the merged array is sorted in place)."""
+    merged = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+    parts.clear()
+    merged.sort()
+    if len(merged) < 2:
+        return merged
+    keep = np.empty(len(merged), dtype=bool)
+    keep[0] = True
+    np.not_equal(merged[1:], merged[:-1], out=keep[1:])
+    return merged[keep]
 
 
 @dataclass

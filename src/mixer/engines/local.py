@@ -56,8 +56,11 @@ class Parts:
             yield read_part(p)
 
 
-def read_part(p: Part) -> pl.DataFrame:
-    return pl.read_ipc(p) if isinstance(p, Path) else p
+def read_part(p: Part, columns: list[str] | None = None) -> pl.DataFrame:
+    """A batch, or only its ``columns`` (a spilled batch reads those alone)."""
+    if isinstance(p, Path):
+        return pl.read_ipc(p, columns=columns)
+    return p if columns is None else p.select(columns)
 
 
 KEY_BYTES = 160  # a key row held for decide (ids, hashes, band keys), roughly
@@ -236,6 +239,8 @@ class LocalEngine:
             kept = conform(m.kept) if not step.is_global else m.kept
             # a global step's map usually keeps its batch as it is: the file is reused
             out = p if m.kept is batch else self._part(kept)
+            if out is not p:
+                _unlink(p)  # read for the last time: disk holds one copy of the stage's batches
             check_removed_ids(batch, m.removed, where)
             return (out, kept.height, _counts(kept)), with_content(m.removed, batch), m.info, m.keys
 
@@ -264,8 +269,8 @@ class LocalEngine:
         handed = [pl.concat(held) if held else pl.DataFrame()]
         del held
 
-        def fetch(fn: Callable[[pl.DataFrame], pl.DataFrame]) -> Iterator[pl.DataFrame]:
-            return self._imap(lambda p: fn(read_part(p)), parts)
+        def fetch(fn: Callable[[pl.DataFrame], pl.DataFrame], columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+            return self._imap(lambda p: fn(read_part(p, columns)), parts)
 
         # the keys are handed over (no reference kept here), so decide can free what it has used
         decision = step.decide(handed.pop(), dataclasses.replace(ctx, fetch=fetch), info)

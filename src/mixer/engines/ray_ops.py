@@ -146,6 +146,7 @@ class FetchOp:
     """A step's second pass on one block (``StepContext.fetch``): ``fn(frame)`` as the rows."""
 
     fn: Any
+    columns: list[str] | None = None
 
     def __call__(self, frame: pl.DataFrame, offset: int) -> StepResult:
-        return StepResult(self.fn(frame), empty_removed())
+        return StepResult(self.fn(frame if self.columns is None else frame.select(self.columns)), empty_removed())

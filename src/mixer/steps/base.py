@@ -57,10 +57,11 @@ class StepContext:
     # batches the engine maps at the same time: a step with threads of its own uses its
     # share of the CPUs (``threads_for``), not all of them per batch
     batches_at_once: int = 1
-    # set by the engine while ``decide`` runs: ``fetch(fn)`` runs ``fn(batch) -> frame`` over
-    # every batch of the stage (a second pass, e.g. for a few named rows) and yields the
+    # set by the engine while ``decide`` runs: ``fetch(fn, columns=None)`` runs ``fn(batch) ->
+    # frame`` over every batch of the stage (a second pass, e.g. for a few named rows; only
+    # ``columns`` of each batch when given, which a spilled batch reads alone) and yields the
     # frames in batch order as they come (``fetched`` joins them into one)
-    fetch: Callable[[Callable[[pl.DataFrame], pl.DataFrame]], Iterator[pl.DataFrame]] | None = None
+    fetch: Callable[..., Iterator[pl.DataFrame]] | None = None
 
     def rng(self, *names: str) -> np.random.Generator:
         return rng_for(self.seed, self.scope, *names)
@@ -159,7 +160,7 @@ class Step:
         m = self.map(frame, ctx)
         if not self.is_global:
             return StepResult(m.kept, m.removed, m.info)
-        whole = dataclasses.replace(ctx, fetch=lambda fn: iter([fn(m.kept)]))
+        whole = dataclasses.replace(ctx, fetch=lambda fn, columns=None: iter([fn(m.kept if columns is None else m.kept.select(columns))]))
         d = self.decide(m.keys if m.keys is not None else pl.DataFrame(), whole, m.info)
         kept, removed = self.apply(m.kept, d, ctx)
         ledger = pl.concat([m.removed, removed]) if m.removed.height else removed

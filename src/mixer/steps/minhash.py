@@ -24,6 +24,7 @@ from __future__ import annotations
 import tempfile
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -32,15 +33,15 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from mixer.dedup import clusters as cl
-from mixer.dedup.jaccard import pair_jaccard, sorted_unique, unique_sets
+from mixer.dedup.jaccard import pair_jaccard, ranges, sorted_unique, unique_inverse, unique_sets
 from mixer.dedup.lsh import (
     band_keys,
     candidate_probability,
+    component_groups,
     lsh_params,
     pair_lookup,
     verify_components,
 )
-from mixer.dedup.mapped import MappedArray
 from mixer.dedup.near import (
     MinHashParams,
     approx_bytes,
@@ -120,7 +121,10 @@ class MinHashDedup(Step):
         """Keys: ``id, source, _base``, the compared text's length, whether it has shingles,
         and one band key per band (``_b0`` ...). Only the first row of each base id in the
         batch is signed (upsampled copies follow their record); ``decide`` uses the first
-        row of each base id in the whole input, which is always one of those."""
+        row of each base id in the whole input, which is always one of those. The batch
+        goes on with the signature (``_mh_sig``) and, verified exactly, the sorted unique
+        shingle set (``_mh_set``) of its signed rows, so that ``decide`` reads the edge
+        endpoints' instead of computing them again; ``apply`` drops them."""
         cfg: MinHashConfig = self.config  # type: ignore[assignment]
         params = cfg.params()
         first = batch.select(base_id().is_first_distinct()).to_series().to_numpy()
@@ -131,21 +135,29 @@ class MinHashDedup(Step):
         nonempty = np.zeros(n, bool)
         keys = np.zeros((params.bands, n), np.uint64)
         perms = permutations(params.num_perm, params.seed)
+        sigs = np.zeros((len(rows), params.num_perm), np.uint32)
+        set_parts: list[tuple[np.ndarray, np.ndarray]] = []
 
-        def work(bound: tuple[int, int]) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+        def work(bound: tuple[int, int]) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
             i0, i1 = bound
             texts, lens = normalized_texts(sub.slice(i0, i1 - i0), params)
             offsets, hashes = hash_shingles(texts, params.shingling)
-            return i0, i1, lens, np.diff(offsets) > 0, band_keys(minhash(hashes, offsets, perms), params.bands, params.rows)
+            sig = minhash(hashes, offsets, perms)
+            sets = unique_sets(hashes, offsets) if cfg.verify == "exact" else None
+            return i0, i1, lens, np.diff(offsets) > 0, band_keys(sig, params.bands, params.rows), sig, sets
 
-        for i0, i1, lens, ne, bk in parallel_map(work, chunk_bounds(approx_bytes(sub), 2_000_000), threads_for(ctx, cfg.threads)):
+        for i0, i1, lens, ne, bk, sig, sets in parallel_map(work, chunk_bounds(approx_bytes(sub), 2_000_000), threads_for(ctx, cfg.threads)):
             at = rows[i0:i1]
             lengths[at], nonempty[at], keys[:, at] = lens, ne, bk
+            sigs[i0:i1] = sig
+            if sets is not None:
+                set_parts.append(sets)
         out = batch.select("id", "source", base_id().alias("_base")).with_columns(
             pl.Series("_first", first), pl.Series("_len", lengths), pl.Series("_ne", nonempty),
             *[pl.Series(f"_b{j}", keys[j]) for j in range(params.bands)],
         )
-        return Mapped(batch, keys=out, info={"signed": len(rows)})
+        kept = batch.with_columns(_beside(first, sigs, set_parts if cfg.verify == "exact" else None))
+        return Mapped(kept, keys=out, info={"signed": len(rows)})
 
     def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
         """Candidate edges from equal band keys; signatures (and, verified exactly, shingle
@@ -173,35 +185,34 @@ class MinHashDedup(Step):
         candidates = len(edges)
         timings["lsh"] = time.perf_counter() - t
         t = time.perf_counter()
+        edges, groups = component_groups(n, edges, VERIFY_EDGES)
         ends = sorted_unique(edges.ravel()) if len(edges) else np.zeros(0, np.int64)
+        group_of = np.zeros(len(ends), np.int64)
+        sizes = np.array([e - s for s, e in groups], np.int64)
+        for side in (0, 1):
+            group_of[np.searchsorted(ends, edges[:, side])] = np.repeat(np.arange(len(groups)), sizes)
         ids = reps["id"].gather(ends) if len(ends) else pl.Series("id", [], pl.Utf8)
-        sig, sets = _fetch_endpoints(ctx, ids, params, cfg.text, cfg.verify == "exact")
+        store = _fetch_endpoints(ctx, ids, _Endpoints(ends, group_of, len(groups), params.num_perm, cfg.verify == "exact", _folder(ctx)))
         timings["endpoints"] = time.perf_counter() - t
         t = time.perf_counter()
-
-        def local(rows: np.ndarray) -> np.ndarray:
-            return np.searchsorted(ends, rows)
-
-        def estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            """Signature estimates in slices: two gathered (pairs x num_perm) blocks of all
-            candidates at once would take gigabytes."""
-            out = np.zeros(len(a))
-            for k in range(0, len(a), ESTIMATE_PAIRS):
-                ka, kb = local(a[k:k + ESTIMATE_PAIRS]), local(b[k:k + ESTIMATE_PAIRS])
-                out[k:k + ESTIMATE_PAIRS] = similarity(sig.array[ka], sig.array[kb])
-            sig.release()
-            return out
-
         rank = cl.keep_rank(reps["source"], reps["_len"].to_numpy(), cfg.keep, ctx.source_order, cfg.priority) if n else np.zeros(0, np.int64)
-        checks, exact = 0, np.zeros(0)
-        if cfg.verify != "none" and len(edges):
-            est = estimate(edges[:, 0], edges[:, 1])
-            if cfg.verify == "signature":
-                edges = edges[est >= cfg.threshold]
-            else:
-                assert sets is not None
-                edges, exact, checks = _exact_verify(n, edges, est, rank, lambda a, b: sets.jaccard(local(a), local(b)),
-                                                     cfg.threshold, cfg.num_perm, ctx.progress)
+        checks, kept_edges, exact = 0, [], []
+        with progress_task("minhash: verify" if cfg.verify != "none" else "minhash: groups", len(edges), ctx.progress) as advance:
+            for g, (s, e) in enumerate(groups):
+                group, there = edges[s:e], store.load(g)
+                if cfg.verify == "signature":
+                    group = group[there.estimate(group[:, 0], group[:, 1]) >= cfg.threshold]
+                    advance(e - s)
+                elif cfg.verify == "exact":
+                    group, jac, made = _exact_verify(group, rank, there, cfg.threshold, cfg.num_perm, advance)
+                    exact.append(jac)
+                    checks += made
+                else:
+                    advance(e - s)
+                kept_edges.append(group)
+                del there
+        edges = np.concatenate(kept_edges) if kept_edges else np.zeros((0, 2), np.int64)
+        exact = np.concatenate(exact) if exact else np.zeros(0)
         timings["verify"] = time.perf_counter() - t
         t = time.perf_counter()
         found = resolve(n, edges, rank, candidates)
@@ -209,17 +220,26 @@ class MinHashDedup(Step):
         gone = found.kept_of[members] != members
         a, b = members[gone], found.kept_of[members][gone]
         scores = {"similarity": np.ones(len(members))}
-        scores["similarity"][gone] = np.round(estimate(a, b), 4)
         if cfg.verify == "exact":
-            # mostly checked already: the forests prefer edges to the record that is kept
-            assert sets is not None
-            known, jac = pair_lookup(edges, exact, a, b)
-            jac[~known] = sets.jaccard(local(a[~known]), local(b[~known]))
             scores["jaccard"] = np.ones(len(members))
+            known, jac = pair_lookup(edges, exact, a, b)  # mostly: the forests prefer edges to the kept record
+        # the removed record and the one kept for it are in one component, so in one group
+        pair_group = group_of[np.searchsorted(ends, a)] if len(a) else np.zeros(0, np.int64)
+        sim = np.zeros(len(a))
+        for g in np.unique(pair_group):
+            at = np.flatnonzero(pair_group == g)
+            there = store.load(int(g))
+            sim[at] = there.estimate(a[at], b[at])
+            if cfg.verify == "exact":
+                unknown = at[~known[at]]
+                jac[unknown] = there.jaccard(a[unknown], b[unknown])
+            del there
+        scores["similarity"][gone] = np.round(sim, 4)
+        if cfg.verify == "exact":
             scores["jaccard"][gone] = np.round(jac, 4)
         outcome = cl.outcome_frame(reps, members, np.searchsorted(members, found.kept_of[members]), found.size[members], scores) \
             if len(members) else cl.empty_outcome(scores)
-        sig, sets = None, None  # type: ignore[assignment]  # freed before the snippet pass
+        del store
         snippets = _fetch_snippets(ctx, outcome["id"], params, cfg.text)
         table = cl.snippet_table(outcome, snippets, self.name)
         files = cl.write_side_files(ctx.work_dir, self.name, table, {"method": self.name, **params.to_json()})
@@ -231,37 +251,116 @@ class MinHashDedup(Step):
         return Decision(removed, out)
 
     def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+        batch = batch.drop("_mh_sig", "_mh_set", strict=False)
         return cl.split(batch, decision.data, self.name, "near_duplicate", ledger_detail(self.config))  # type: ignore[arg-type]
 
 
-class _Sets:
-    """Shingle sets of the edge endpoints (sorted unique uint32 hashes), one flat array in a
-    mapped file, compared in slices whose pages are released after each."""
+class _Group:
+    """Signatures (and shingle sets) of one group's edge endpoints, in memory while the group
+    is worked on; ``estimate`` and ``jaccard`` take record numbers."""
 
-    def __init__(self, starts: np.ndarray, sizes: np.ndarray, values: MappedArray):
+    def __init__(self, ends: np.ndarray, pos: np.ndarray, sig: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+                 values: np.ndarray | None):
+        self.ends, self.pos, self.sig = ends, pos, sig
         self.starts, self.sizes, self.values = starts, sizes, values
 
-    def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _rows(self, records: np.ndarray) -> np.ndarray:
+        return self.pos[np.searchsorted(self.ends, records)]
+
+    def estimate(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Signature estimates, in slices (two gathered (pairs x num_perm) blocks at once
+        would take gigabytes)."""
         out = np.zeros(len(a))
-        for k in range(0, len(a), JACCARD_PAIRS):
-            out[k:k + JACCARD_PAIRS] = pair_jaccard(self.starts, self.sizes, self.values.array, a[k:k + JACCARD_PAIRS], b[k:k + JACCARD_PAIRS])
-            self.values.release()
+        for k in range(0, len(a), ESTIMATE_PAIRS):
+            out[k:k + ESTIMATE_PAIRS] = similarity(self.sig[self._rows(a[k:k + ESTIMATE_PAIRS])], self.sig[self._rows(b[k:k + ESTIMATE_PAIRS])])
         return out
 
+    def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        assert self.values is not None
+        return pair_jaccard(self.starts, self.sizes, self.values, self._rows(a), self._rows(b))
 
-def endpoint_rows(ids: pl.Series, params: MinHashParams, which: str, with_sets: bool, batch: pl.DataFrame) -> pl.DataFrame:
-    """The second pass: for the rows of ``batch`` named in ``ids``, the signature and the
-    sorted unique shingle set (when asked) of the compared text."""
+
+class _Endpoints:
+    """The edge endpoints' signatures and shingle sets, written group by group to files of
+    the build's temp folder as the second pass yields them; ``load(g)`` reads one group
+    into memory (a group holds whole components, so every pair asked about is in one).
+    Read whole per group rather than mapped: random access to a mapped file pulls its
+    neighbours' pages in too, and the resident set grows to the whole file."""
+
+    def __init__(self, ends: np.ndarray, group_of: np.ndarray, groups: int, num_perm: int, with_sets: bool, folder: Path | None):
+        self.ends, self.group_of = ends, group_of
+        self.num_perm, self.with_sets = num_perm, with_sets
+        self.sig_files = [tempfile.TemporaryFile(dir=folder) for _ in range(groups)]
+        self.set_files = [tempfile.TemporaryFile(dir=folder) for _ in range(groups)] if with_sets else []
+        self.count = np.zeros(groups, np.int64)  # endpoints written per group
+        self.written = np.zeros(groups, np.int64)  # set members written per group
+        n = len(ends)
+        self.pos = np.full(n, -1, np.int64)  # an endpoint's row in its group's files
+        self.starts, self.sizes = np.zeros(n, np.int64), np.zeros(n, np.int64)  # its set there
+
+    def add(self, where: np.ndarray, sig: np.ndarray, set_off: np.ndarray | None, set_values: np.ndarray | None) -> None:
+        """Rows for the endpoints ``where``, appended to their groups' files."""
+        group = self.group_of[where]
+        order = np.argsort(group, kind="stable")
+        sorted_group = group[order]
+        for g in np.unique(group):
+            rows = order[np.searchsorted(sorted_group, g):np.searchsorted(sorted_group, g, side="right")]
+            at = where[rows]
+            self.pos[at] = self.count[g] + np.arange(len(rows))
+            self.count[g] += len(rows)
+            self.sig_files[g].write(np.ascontiguousarray(sig[rows], dtype=np.uint32).tobytes())
+            if set_off is not None and set_values is not None:
+                lens = set_off[rows + 1] - set_off[rows]
+                self.starts[at] = self.written[g] + np.concatenate([[0], np.cumsum(lens)[:-1]])
+                self.sizes[at] = lens
+                self.set_files[g].write(set_values[ranges(set_off[rows], lens)].astype(np.uint32, copy=False).tobytes())
+                self.written[g] += int(lens.sum())
+
+    def load(self, g: int) -> _Group:
+        """Group ``g``'s signatures and sets, read into memory."""
+        mine = np.flatnonzero(self.group_of == g)
+        count = int(self.count[g])
+        sig = _read(self.sig_files[g], np.uint32, count * self.num_perm).reshape(count, self.num_perm)
+        starts, sizes = np.zeros(count, np.int64), np.zeros(count, np.int64)
+        starts[self.pos[mine]], sizes[self.pos[mine]] = self.starts[mine], self.sizes[mine]
+        values = _read(self.set_files[g], np.uint32, int(self.written[g])) if self.with_sets else None
+        return _Group(self.ends[mine], self.pos[mine], sig, starts, sizes, values)
+
+
+def _read(f: Any, dtype: type, count: int) -> np.ndarray:
+    f.flush()
+    f.seek(0)
+    return np.fromfile(f, dtype=dtype, count=count) if count else np.zeros(0, dtype)
+
+
+def endpoint_rows(ids: pl.Series, with_sets: bool, batch: pl.DataFrame) -> pl.DataFrame:
+    """The second pass: the signature and (when asked) the shingle set that ``map`` put
+    beside the rows of ``batch`` named in ``ids``."""
     sel = batch.filter(pl.col("id").is_in(ids.implode()))
-    texts, _ = normalized_texts(sel, params)
-    offsets, hashes = hash_shingles(texts, params.shingling)
-    sig = minhash(hashes, offsets, permutations(params.num_perm, params.seed))
-    cols = [sel["id"], pl.Series("sig", sig.reshape(-1), dtype=pl.UInt32).reshape((sel.height, params.num_perm)) if sel.height
-            else pl.Series("sig", [], dtype=pl.Array(pl.UInt32, params.num_perm))]
-    if with_sets:
-        set_off, values = unique_sets(hashes, offsets)
-        cols.append(pl.Series("set", pa.LargeListArray.from_arrays(pa.array(set_off, pa.int64()), pa.array(values, pa.uint32()))))
-    return pl.DataFrame(cols)
+    return sel.select("id", pl.col("_mh_sig").alias("sig"), *([pl.col("_mh_set").alias("set")] if with_sets else []))
+
+
+def _beside(signed: np.ndarray, sigs: np.ndarray, set_parts: list[tuple[np.ndarray, np.ndarray]] | None) -> list[pl.Series]:
+    """The ``_mh_sig`` (and ``_mh_set``) columns of a batch, set at its ``signed`` rows (the
+    others, upsampled copies, are null)."""
+    cols = [pl.Series("_mh_sig", _spread(pa.FixedSizeListArray.from_arrays(pa.array(sigs.reshape(-1), pa.uint32()), sigs.shape[1]), signed))]
+    if set_parts is not None:
+        offs, vals, base = [np.zeros(1, np.int64)], [np.zeros(0, np.uint32)], 0
+        for off, values in set_parts:
+            offs.append(off[1:].astype(np.int64) + base)
+            vals.append(values)
+            base += int(off[-1])
+        sets = pa.LargeListArray.from_arrays(pa.array(np.concatenate(offs), pa.int64()), pa.array(np.concatenate(vals), pa.uint32()))
+        cols.append(pl.Series("_mh_set", _spread(sets, signed)))
+    return cols
+
+
+def _spread(values: pa.Array, signed: np.ndarray) -> pa.Array:
+    """``values`` (one per signed row) placed at the ``signed`` rows, nulls elsewhere."""
+    if signed.all():
+        return values
+    where = np.cumsum(signed) - 1
+    return values.take(pa.array(where, mask=~signed))
 
 
 def snippet_rows(ids: pl.Series, which: str, batch: pl.DataFrame) -> pl.DataFrame:
@@ -272,48 +371,39 @@ def snippet_rows(ids: pl.Series, which: str, batch: pl.DataFrame) -> pl.DataFram
 
 
 ESTIMATE_PAIRS = 65_536  # candidate pairs whose signatures are compared at once
-JACCARD_PAIRS = 65_536  # pairs whose shingle sets are compared before their pages are released
+VERIFY_EDGES = 1_000_000  # candidate edges per group of whole components (and per chunk of one larger component)
 
 
-def _fetch_endpoints(ctx: StepContext, ids: pl.Series, params: MinHashParams, which: str,
-                     with_sets: bool) -> tuple[MappedArray, _Sets | None]:
-    """Signatures (and shingle sets) of the endpoints ``ids``, in their order, in mapped
-    files of the build's temp folder (``mixer.dedup.mapped``), from one pass over the
-    batches whose results are taken one batch at a time."""
-    n = len(ids)
-    folder = ctx.work_dir if ctx.work_dir is not None and ctx.work_dir.is_dir() else None
-    sig = MappedArray.zeros((n, params.num_perm), np.uint32, folder)
-    starts, sizes = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    f = tempfile.TemporaryFile(dir=folder)
-    written = 0
-    if n:
-        if ctx.fetch is None:
-            raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
-        order = ids.to_frame("id").with_row_index("_k")
-        for got in ctx.fetch(partial(endpoint_rows, ids, params, which, with_sets)):
-            if not got.height:
-                continue
-            where = got.select("id").join(order, on="id", how="left", maintain_order="left")["_k"].to_numpy().astype(np.int64)
-            sig.array[where] = np.asarray(got["sig"].to_numpy(), dtype=np.uint32).reshape(got.height, params.num_perm)
-            if with_sets:
-                at = 0
-                for c in _chunks(got["set"]):
-                    off = c.offsets.to_numpy().astype(np.int64)
-                    rows = where[at : at + len(c)]
-                    starts[rows], sizes[rows] = written + off[:-1] - off[0], np.diff(off)
-                    f.write(c.values.to_numpy(zero_copy_only=False)[off[0] : off[-1]].astype(np.uint32, copy=False).tobytes())
-                    written += int(off[-1] - off[0])
-                    at += len(c)
-            sig.release()
-    if not with_sets:
-        f.close()
-        return sig, None
-    return sig, _Sets(starts, sizes, MappedArray.of_file(f, written, np.uint32))
+def _folder(ctx: StepContext) -> Path | None:
+    return ctx.work_dir if ctx.work_dir is not None and ctx.work_dir.is_dir() else None
 
 
-def _chunks(column: pl.Series) -> list[pa.Array]:
+def _fetch_endpoints(ctx: StepContext, ids: pl.Series, store: _Endpoints) -> _Endpoints:
+    """Signatures (and shingle sets) of the endpoints ``ids`` (in ``store.ends`` order), put
+    beside the batches by ``map``, into ``store``, from one pass over the batches whose
+    results are taken one batch at a time."""
+    if not len(ids):
+        return store
+    if ctx.fetch is None:
+        raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
+    order = ids.to_frame("id").with_row_index("_k")
+    columns = ["id", "_mh_sig", *(["_mh_set"] if store.with_sets else [])]
+    for got in ctx.fetch(partial(endpoint_rows, ids, store.with_sets), columns=columns):
+        if not got.height:
+            continue
+        where = got.select("id").join(order, on="id", how="left", maintain_order="left")["_k"].to_numpy().astype(np.int64)
+        sig = np.asarray(got["sig"].to_numpy(), dtype=np.uint32).reshape(got.height, store.num_perm)
+        set_off, set_values = _list_arrays(got["set"]) if store.with_sets else (None, None)
+        store.add(where, sig, set_off, set_values)
+    return store
+
+
+def _list_arrays(column: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets from 0, values) of a list column."""
     arr = column.to_arrow()
-    return list(arr.chunks) if isinstance(arr, pa.ChunkedArray) else [arr]
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    off = arr.offsets.to_numpy().astype(np.int64)
+    return off - off[0], arr.values.to_numpy(zero_copy_only=False)[off[0]:off[-1]]
 
 
 def _fetch_snippets(ctx: StepContext, ids: pl.Series, params: MinHashParams, which: str) -> pl.Series:
@@ -354,22 +444,28 @@ def run_info(params: Any, cfg: MinHashConfig, records: int, compared: int, candi
     }
 
 
-def _exact_verify(n: int, edges: np.ndarray, est: np.ndarray, rank: np.ndarray, jaccard, threshold: float,
-                  num_perm: int, progress: Any = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Candidate edges whose shingle sets really have Jaccard >= threshold: (edges, their
-    Jaccard, checks made). Checked on the spanning forests of ``lsh.verify_components``
-    (the same clusters as checking them all), preferring edges that touch the record a
-    cluster will keep, so the kept-vs-removed similarity is mostly known afterwards.
-    Candidates whose signature estimate lies more than 4.5 standard errors below the
-    threshold are dropped unchecked (a true pair does that with probability ~3e-6)."""
+def _exact_verify(edges: np.ndarray, rank: np.ndarray, there: _Group, threshold: float, num_perm: int,
+                  advance: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """Candidate edges (of one group of whole components) whose shingle sets really have
+    Jaccard >= threshold: (edges, their Jaccard, checks made). Checked on the spanning
+    forests of ``lsh.verify_components`` (the same clusters as checking them all),
+    preferring edges that touch the record a cluster will keep, so the kept-vs-removed
+    similarity is mostly known afterwards. Candidates whose signature estimate lies more
+    than 4.5 standard errors below the threshold are dropped unchecked (a true pair does
+    that with probability ~3e-6). Records are numbered within the group, so the work
+    arrays follow the group, not the whole graph."""
     margin = 4.5 * np.sqrt(threshold * (1 - threshold) / num_perm)
+    est = there.estimate(edges[:, 0], edges[:, 1])
     likely = est >= threshold - margin
+    advance(int((~likely).sum()))
     edges, est = edges[likely], est[likely]
+    nodes, inv = unique_inverse(edges.ravel())
     weight = np.minimum(rank[edges[:, 0]], rank[edges[:, 1]]) + (1.0 - est) * 0.5
+    del edges, est
 
     def check(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        jac = jaccard(a, b)
+        jac = there.jaccard(nodes[a], nodes[b])
         return jac >= threshold, jac
 
-    with progress_task("minhash: exact Jaccard", len(edges), progress) as advance:
-        return verify_components(n, edges, weight, check, advance)
+    passed, jac, checks = verify_components(len(nodes), inv.reshape(-1, 2), weight, check, advance, VERIFY_EDGES)
+    return nodes[passed], jac, checks
