@@ -8,9 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def sorted_unique(x: np.ndarray) -> np.ndarray:
-    """``np.unique(x)`` by sorting."""
-    y = np.sort(x, kind="stable")
+def sorted_unique(x: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """``np.unique(x)`` by sorting (``x`` itself, when it may be reordered: one copy less)."""
+    if in_place:
+        x.sort()
+        y = x
+    else:
+        y = np.sort(x, kind="stable")
     if len(y) < 2:
         return y
     keep = np.empty(len(y), dtype=bool)

@@ -25,7 +25,7 @@ import polars as pl
 
 from mixer.cpus import usable_cpus
 from mixer.dedup import lsh
-from mixer.dedup.jaccard import pair_jaccard, set_fingerprints, unique_sets
+from mixer.dedup.jaccard import pair_jaccard, set_fingerprints, sorted_unique, unique_sets
 from mixer.dedup.progress import progress_task
 from mixer.dedup.shingle import Shingling, hash_shingles, normalize_bytes
 from mixer.dedup.signatures import minhash, permutations
@@ -234,13 +234,7 @@ def _merged_unique(parts: list[np.ndarray]) -> np.ndarray:
     """Distinct values of ``parts``, sorted (one copy: the merged array is sorted in place)."""
     merged = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     parts.clear()
-    merged.sort()
-    if len(merged) < 2:
-        return merged
-    keep = np.empty(len(merged), dtype=bool)
-    keep[0] = True
-    np.not_equal(merged[1:], merged[:-1], out=keep[1:])
-    return merged[keep]
+    return sorted_unique(merged, in_place=True)
 
 
 @dataclass
