@@ -249,3 +249,34 @@ def test_parquet_sources_stream_by_record_batches(tmp_path: Path) -> None:
     whole = concat_loaded(parts)
     assert len(parts) > 2 and whole.raw.height == 5000
     assert whole.raw.drop("_row", "_origin").equals(frame) and whole.raw["_origin"][4999] == f"{tmp_path / 'a.parquet'}#4999"
+
+
+def test_minhash_gives_the_same_bytes_whatever_the_groups_batches_and_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MinHash verifies its candidate graph group by group (whole components, each group's
+    endpoint signatures and sets read back into memory) and one large component in chunks;
+    neither the group size nor the batches nor the threads may change a byte."""
+    import numpy as np
+
+    from mixer.steps import minhash as mh
+
+    rng = np.random.default_rng(7)
+    vocab = [f"w{i}" for i in range(400)]
+    rows = []
+    for i in range(1500):
+        if i >= 300 and rng.random() < 0.4:  # a near copy of an earlier record: one word changed
+            words = rows[int(rng.integers(0, 300))]["output"].split()
+            words[int(rng.integers(0, len(words)))] = f"edit{i}"
+            rows.append({"instruction": f"task {i}", "input": "", "output": " ".join(words)})
+        else:
+            rows.append({"instruction": f"task {i}", "input": "", "output": " ".join(rng.choice(vocab, 60))})
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    spec = load_spec(write_spec(tmp_path, {"name": "mh", "seed": 3, "sources": {"a": {"load": {"path": "a.jsonl"}, "format": "alpaca"}},
+                                           "mix": [{"minhash": {"threshold": 0.7, "text": "assistant"}}]}))
+    ref = build(spec, tmp_path / "ref")
+    info = next(s for s in ref.manifest["steps"] if s["step"] == "minhash")["info"]
+    assert ref.removed.filter(pl.col("reason") == "near_duplicate").height > 300
+    assert info["candidate_edges"] > 100
+    monkeypatch.setattr(mh, "VERIFY_EDGES", 5)  # many groups, and components larger than a group
+    for batch_rows, threads in [(1500, 1), (64, 2), (97, 16)]:
+        out = build(spec, tmp_path / f"b{batch_rows}-t{threads}", engine=LocalEngine(batch_rows=batch_rows, threads=threads))
+        assert _files(out.output) == _files(ref.output), (batch_rows, threads)
