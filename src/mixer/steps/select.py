@@ -33,6 +33,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -41,15 +43,25 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator, model_validator
 
+from mixer.infos import SUM
 from mixer.meta import with_meta
 from mixer.records import message_lists, removed_from
-from mixer.select.cache import EmbeddingCache, default_root, embed
+from mixer.select.cache import (
+    KEY,
+    EmbeddingCache,
+    EmbedStats,
+    default_root,
+    embed,
+    fill,
+    text_keys,
+    write_vectors,
+)
 from mixer.select.encoders import CausalLMEncoder, Encoder
 from mixer.select.models import STATIC_MINILM, sentence_encoder
 from mixer.select.rank import round_robin, task_scores, top_order
 from mixer.select.targets import TargetSpec, load_targets, parse_target
-from mixer.select.texts import pool_texts, render, target_texts, topic
-from mixer.steps.base import Step, StepConfig, StepContext, StepResult, register
+from mixer.select.texts import Template, pool_texts, render, target_texts, topic
+from mixer.steps.base import Decision, Mapped, Step, StepConfig, StepContext, register
 
 SCORED = ("rds_plus", "embedding")
 
@@ -123,42 +135,112 @@ def _out_dir(work_dir: Path) -> Path:
 
 @register
 class Select(Step):
+    """``map`` returns compact keys per batch (id, source, topic and, for the scored methods,
+    the 128-bit key of the record's templated text, whose vector it embeds into the cache
+    when the cache lacks it); ``decide`` reads the pool's vectors back from the cache in key
+    order (one mapped file, never the records), scores, picks and writes ``select/``;
+    ``apply`` keeps the picked rows of each batch with their meta and lists the others."""
+
     name = "select"
     Config = SelectConfig
+    info_rules = {"computed": SUM, "seconds": SUM}
 
-    def run(self, frame: pl.DataFrame, ctx: StepContext) -> StepResult:
+    @property
+    def is_global(self) -> bool:
+        return True
+
+    def prepare(self, ctx: StepContext) -> None:
+        """Load the model once (its fingerprint keys the cache) before any batch is embedded."""
         c: SelectConfig = self.config  # type: ignore[assignment]
-        n = frame.height
+        self._lock = threading.Lock()
+        self._load_seconds = 0.0
+        if c.method not in SCORED:
+            return
+        t = time.perf_counter()
+        self._spec_dir = str(ctx.spec_dir) if ctx.spec_dir else None
+        enc, _ = self._embedder()
+        self._load_seconds = time.perf_counter() - t
+        self._template: Template = c.template or ("tulu" if c.method == "rds_plus" else "plain")
+        self._eos = enc.eos
+        root = Path(c.cache_dir).expanduser() if c.cache_dir else default_root()
+        if c.cache_dir and ctx.spec_dir is not None and not root.is_absolute():
+            root = ctx.spec_dir / root
+        self._root = root
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Shipped to workers without the lock (rebuilt there; the model loads once per process)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _embedder(self) -> tuple[Encoder, EmbeddingCache | None]:
+        c: SelectConfig = self.config  # type: ignore[assignment]
+        enc = load_encoder(c.method, c.model or STATIC_MINILM, c.max_length, c.device, c.dtype, self._spec_dir)
+        enc.batch_size = c.batch_size or (8 if c.method == "rds_plus" else 4096 if enc.fingerprint()["kind"] == "static" else 64)
+        root = getattr(self, "_root", None)
+        return enc, EmbeddingCache(root, enc.fingerprint(), c.store) if root is not None else None
+
+    def map(self, batch: pl.DataFrame, ctx: StepContext) -> Mapped:
+        """Keys ``id, source, _topic`` (and ``_hi, _lo``: the text key); the batch's distinct
+        texts missing from the cache are embedded into it."""
+        c: SelectConfig = self.config  # type: ignore[assignment]
+        col = message_lists(batch)[0]
+        keys = batch.select("id", "source", topic(render(pl.col(col), "plain")).alias("_topic"))
+        if c.method not in SCORED:
+            return Mapped(batch, keys=keys)
+        texts = pool_texts(batch, self._template, self._eos)
+        text_key = text_keys(texts)
+        uniq, first = np.unique(text_key, return_index=True)
+        lengths = pl.Series([texts[i] for i in first], dtype=pl.Utf8).str.len_bytes().to_numpy()
+        with self._lock:  # encoders learn as they go (static word tables): one batch at a time
+            enc, cache = self._embedder()
+            assert cache is not None
+            stats = fill(uniq, lambda idx: [texts[i] for i in first[idx]], enc, cache, c.shard_size, "select: pool",
+                         ctx.progress, lengths=lengths)
+        keys = keys.with_columns(pl.Series("_hi", text_key["hi"]), pl.Series("_lo", text_key["lo"]))
+        return Mapped(batch, keys=keys, info={"computed": stats.computed, "seconds": stats.seconds})
+
+    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
+        """The picks over the whole pool (``keys`` in canonical order): a table of every
+        pool record's id, whether it is kept, its meta payload or its ledger detail."""
+        c: SelectConfig = self.config  # type: ignore[assignment]
+        n = keys.height
         if c.budget > n and not c.allow_fewer:
             raise SelectShortfall(f"{ctx.scope}: select asks for {c.budget} records but the pool holds {n} (set allow_fewer: true to keep them all)")
         take = min(c.budget, n)
-        info: dict[str, Any] = {"method": c.method, "budget": c.budget, "pool": n}
+        out: dict[str, Any] = {"method": c.method, "budget": c.budget, "pool": n}
         if n == 0:
-            return StepResult(frame, info={**info, "selected": 0})
+            return Decision(pl.DataFrame(schema={"id": pl.Utf8, "selected": pl.Boolean, "_payload": pl.Utf8, "_detail": pl.Utf8}),
+                            {**out, "selected": 0})
         scores, task_names, extra = None, [], {}
         t0 = time.perf_counter()
         if c.method == "random":
             items = np.sort(ctx.rng("select", "random").permutation(n)[:take])
             claim, ranks = np.full(take, -1, dtype=np.int32), np.arange(take)
         elif c.method == "random_balanced":
-            items, claim, ranks, task_names = self._balanced(frame, ctx, take)
+            items, claim, ranks, task_names = self._balanced(keys, ctx, take)
         else:
-            scores, task_names, extra = self._scores(frame, ctx)
+            scores, task_names, extra = self._scores(keys, ctx, info)
             orders = [top_order(scores[:, t], take) for t in range(len(task_names))]
             t1 = time.perf_counter()
             items, claim, ranks = round_robin(orders, take, n)
             extra["seconds"]["round_robin"] = round(time.perf_counter() - t1, 3)
-        info["selected"] = int(items.size)
-        table = self._table(frame, c.method, items, claim, ranks, scores, task_names)
-        kept_mask = table["selected"]
-        kept = with_meta(frame.filter(kept_mask), "select", table.filter(kept_mask)["_payload"])
-        removed = removed_from(frame.filter(~kept_mask).with_columns(table.filter(~kept_mask)["_detail"].alias("_d")),
-                               self.name, "not_selected", pl.col("_d"))
-        info.update(self._summary(table, task_names, extra))
-        info["seconds_total"] = round(time.perf_counter() - t0, 3)
+        out["selected"] = int(items.size)
+        table = self._table(keys, c.method, items, claim, ranks, scores, task_names)
+        out.update(self._summary(table, task_names, extra))
+        out["seconds_total"] = round(time.perf_counter() - t0, 3)
         if ctx.work_dir is not None:
-            info["files"] = self._write(ctx.work_dir, table, info, extra)
-        return StepResult(kept, removed, info)
+            out["files"] = self._write(ctx.work_dir, table, out, extra)
+        return Decision(table.select("id", "selected", "_payload", "_detail"), out)
+
+    def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+        d = batch.select("id").join(decision.data, on="id", how="left", maintain_order="left")
+        picked = d["selected"].fill_null(False)
+        kept = with_meta(batch.filter(picked), "select", d.filter(picked)["_payload"])
+        rest = batch.filter(~picked).with_columns(d.filter(~picked)["_detail"].alias("_d"))
+        return kept, removed_from(rest, self.name, "not_selected", pl.col("_d"))
 
     # ------------------------------------------------------------------ pieces
 
@@ -175,42 +257,45 @@ class Select(Step):
         items, claim, ranks = round_robin(orders, take, frame.height)
         return items, claim, ranks, names
 
-    def _scores(self, frame: pl.DataFrame, ctx: StepContext) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    def _scores(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+        """Scores (pool x tasks): the pool's vectors read back from the cache in key order
+        (a mapped scratch file, deleted afterwards), the targets embedded here."""
         c: SelectConfig = self.config  # type: ignore[assignment]
-        t0 = time.perf_counter()
-        model = c.model or STATIC_MINILM
-        enc = load_encoder(c.method, model, c.max_length, c.device, c.dtype, str(ctx.spec_dir) if ctx.spec_dir else None)
-        enc.batch_size = c.batch_size or (8 if c.method == "rds_plus" else 4096 if enc.fingerprint()["kind"] == "static" else 64)
-        template = c.template or ("tulu" if c.method == "rds_plus" else "plain")
+        enc, cache = self._embedder()
+        assert cache is not None
         targets, notes = load_targets(dict(c.targets), c.eval_dir, ctx.spec_dir, ctx.seed)
-        root = Path(c.cache_dir).expanduser() if c.cache_dir else default_root()
-        if c.cache_dir and ctx.spec_dir is not None and not root.is_absolute():
-            root = ctx.spec_dir / root
-        cache = EmbeddingCache(root, enc.fingerprint(), c.store)
-        t_load = time.perf_counter() - t0
-        pool_vecs, pst = embed(pool_texts(frame, template, enc.eos), enc, cache, c.shard_size, "select: pool", ctx.progress)
-        tgt_vecs, tst = embed(target_texts(targets, template, enc.eos), enc, cache, c.shard_size, "select: targets", ctx.progress)
+        pool_key = np.empty(keys.height, dtype=KEY)
+        pool_key["hi"], pool_key["lo"] = keys["_hi"].to_numpy(), keys["_lo"].to_numpy()
+        unique = len(np.unique(pool_key))
+        computed = int(info.get("computed", 0))
+        pool = EmbedStats(texts=keys.height, unique=unique, reused=unique - computed, computed=computed, seconds=info.get("seconds", 0.0))
+        tgt_vecs, tst = embed(target_texts(targets, self._template, self._eos), enc, cache, c.shard_size, "select: targets", ctx.progress)
         names = list(c.targets)
         task_idx = targets["task"].replace_strict({t: i for i, t in enumerate(names)}, return_dtype=pl.Int32).to_numpy()
-        t1 = time.perf_counter()
-        scores = task_scores(pool_vecs, tgt_vecs, task_idx, len(names), c.index, c.nlist, c.nprobe)
+        with tempfile.TemporaryDirectory(prefix=".select-", dir=ctx.work_dir) as scratch:
+            pool_vecs = write_vectors(cache, pool_key, Path(scratch) / "pool.npy")
+            t1 = time.perf_counter()
+            scores = task_scores(pool_vecs, tgt_vecs, task_idx, len(names), c.index, c.nlist, c.nprobe)
+            kept_vecs = np.array(pool_vecs) if c.copy_embeddings else None
+            del pool_vecs
         extra = {
             "targets": dict(targets.group_by("task", maintain_order=True).len().iter_rows()),
             "target_ids": targets.select("task", "instance_id"),
             "notes": notes,
-            "template": template,
-            "embedding": {"model": model, "fingerprint": enc.fingerprint(), "cache": str(cache.dir),
+            "template": self._template,
+            "embedding": {"model": c.model or STATIC_MINILM, "fingerprint": enc.fingerprint(), "cache": str(cache.dir),
                           **({"distillation": enc.distill} if getattr(enc, "distill", None) else {}),
-                          "pool": pst.as_dict(), "targets": tst.as_dict()},
-            "seconds": {"load": round(t_load, 3), "embed_pool": round(pst.seconds, 3),
+                          "pool": pool.as_dict(), "targets": tst.as_dict()},
+            "seconds": {"load": round(self._load_seconds, 3), "embed_pool": round(pool.seconds, 3),
                         "embed_targets": round(tst.seconds, 3), "score": round(time.perf_counter() - t1, 3)},
-            "pool_vecs": pool_vecs if c.copy_embeddings else None,
+            "pool_vecs": kept_vecs,
         }
         return scores, names, extra
 
     def _table(self, frame, method, items, claim, ranks, scores, names) -> pl.DataFrame:
-        """One row per pool record: selected?, claiming task, its score, best score; the
-        meta payload of selected rows and the ledger detail of the others."""
+        """One row per pool record (``frame``: the keys): selected?, claiming task, its
+        score, best score; the meta payload of selected rows and the ledger detail of the
+        others."""
         n, budget = frame.height, self.config.budget  # type: ignore[attr-defined]
         selected = np.zeros(n, dtype=bool)
         selected[items] = True
@@ -220,10 +305,8 @@ class Select(Step):
         task[items] = claim
         rank = np.full(n, -1, dtype=np.int64)
         rank[items] = ranks
-        col = message_lists(frame)[0]
         cols: dict[str, Any] = {"id": frame["id"], "source": frame["source"], "selected": selected,
-                                "pick": pick, "rank": rank,
-                                "topic": frame.select(topic(render(pl.col(col), "plain")))[:, 0]}
+                                "pick": pick, "rank": rank, "topic": frame["_topic"]}
         cols["task"] = pl.Series("task", [None, *names], dtype=pl.Utf8).gather(task + 1)
         if scores is not None:
             best_t = scores.argmax(1)
