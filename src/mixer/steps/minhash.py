@@ -185,7 +185,8 @@ class MinHashDedup(Step):
         candidates = len(edges)
         timings["lsh"] = time.perf_counter() - t
         t = time.perf_counter()
-        edges, groups = component_groups(n, edges, VERIFY_EDGES)
+        # groups of about VERIFY_EDGES edges, at most MAX_GROUPS of them (two open files each)
+        edges, groups = component_groups(n, edges, max(VERIFY_EDGES, -(-len(edges) // MAX_GROUPS)))
         ends = sorted_unique(edges.ravel()) if len(edges) else np.zeros(0, np.int64)
         group_of = np.zeros(len(ends), np.int64)
         sizes = np.array([e - s for s, e in groups], np.int64)
@@ -372,6 +373,7 @@ def snippet_rows(ids: pl.Series, which: str, batch: pl.DataFrame) -> pl.DataFram
 
 ESTIMATE_PAIRS = 65_536  # candidate pairs whose signatures are compared at once
 VERIFY_EDGES = 1_000_000  # candidate edges per group of whole components (and per chunk of one larger component)
+MAX_GROUPS = 256
 
 
 def _folder(ctx: StepContext) -> Path | None:
