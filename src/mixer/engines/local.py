@@ -31,7 +31,7 @@ from mixer.cpus import usable_cpus
 from mixer.engines.base import add_counts, source_counts
 from mixer.infos import MergeError, format_rules, merge_infos
 from mixer.io import Loaded
-from mixer.records import conform, empty_records, empty_removed
+from mixer.records import conform, detached, empty_records, empty_removed
 from mixer.removed_content import with_content
 from mixer.removed_parts import RemovedParts, counts_of
 from mixer.spec import SourceSpec, Spec, StepSpec
@@ -255,7 +255,7 @@ class LocalEngine:
             ledger.add(gone)
             if mkeys is None:
                 continue
-            held.append(mkeys)
+            held.append(detached(mkeys))
             n += mkeys.height
             if n > limit:
                 held = [step.reduce(pl.concat(held), ctx)]
@@ -270,7 +270,7 @@ class LocalEngine:
         del held
 
         def fetch(fn: Callable[[pl.DataFrame], pl.DataFrame], columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
-            return self._imap(lambda p: fn(read_part(p, columns)), parts)
+            return self._imap(lambda p: detached(fn(read_part(p, columns))), parts)
 
         # the keys are handed over (no reference kept here), so decide can free what it has used
         decision = step.decide(handed.pop(), dataclasses.replace(ctx, fetch=fetch), info)
@@ -392,7 +392,7 @@ class LedgerBuffer:
     def add(self, frame: pl.DataFrame) -> None:
         if not frame.height:
             return
-        self.held.append(frame)
+        self.held.append(detached(frame))
         # polars' estimate misses most of a string-view column (about 11 bytes a ledger row)
         self.size += max(frame.estimated_size(), frame.height * LEDGER_ROW_BYTES)
         if self.spill_dir is not None and self.size > self.budget:
