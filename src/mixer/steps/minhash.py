@@ -194,6 +194,7 @@ class MinHashDedup(Step):
             group_of[np.searchsorted(ends, edges[:, side])] = np.repeat(np.arange(len(groups)), sizes)
         ids = reps["id"].gather(ends) if len(ends) else pl.Series("id", [], pl.Utf8)
         store = _fetch_endpoints(ctx, ids, _Endpoints(ends, group_of, len(groups), params.num_perm, cfg.verify == "exact", _folder(ctx)))
+        del ids  # millions of strings at 10M, not needed again
         timings["endpoints"] = time.perf_counter() - t
         t = time.perf_counter()
         rank = cl.keep_rank(reps["source"], reps["_len"].to_numpy(), cfg.keep, ctx.source_order, cfg.priority) if n else np.zeros(0, np.int64)
