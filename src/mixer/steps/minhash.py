@@ -189,9 +189,10 @@ class MinHashDedup(Step):
         edges, groups = component_groups(n, edges, max(VERIFY_EDGES, -(-len(edges) // MAX_GROUPS)))
         ends = sorted_unique(edges.ravel()) if len(edges) else np.zeros(0, np.int64)
         group_of = np.zeros(len(ends), np.int64)
-        sizes = np.array([e - s for s, e in groups], np.int64)
+        edge_group = np.repeat(np.arange(len(groups)), [e - s for s, e in groups])
         for side in (0, 1):
-            group_of[np.searchsorted(ends, edges[:, side])] = np.repeat(np.arange(len(groups)), sizes)
+            group_of[np.searchsorted(ends, edges[:, side])] = edge_group
+        del edge_group
         ids = reps["id"].gather(ends) if len(ends) else pl.Series("id", [], pl.Utf8)
         store = _fetch_endpoints(ctx, ids, _Endpoints(ends, group_of, len(groups), params.num_perm, cfg.verify == "exact", _folder(ctx)))
         del ids  # millions of strings at 10M, not needed again
@@ -201,18 +202,17 @@ class MinHashDedup(Step):
         checks, kept_edges, exact = 0, [], []
         with progress_task("minhash: verify" if cfg.verify != "none" else "minhash: groups", len(edges), ctx.progress) as advance:
             for g, (s, e) in enumerate(groups):
-                group, there = edges[s:e], store.load(g)
+                group = edges[s:e]
                 if cfg.verify == "signature":
-                    group = group[there.estimate(group[:, 0], group[:, 1]) >= cfg.threshold]
+                    group = group[store.load(g).estimate(group[:, 0], group[:, 1]) >= cfg.threshold]
                     advance(e - s)
                 elif cfg.verify == "exact":
-                    group, jac, made = _exact_verify(group, rank, there, cfg.threshold, cfg.num_perm, advance)
+                    group, jac, made = _exact_verify(group, rank, store.load(g), cfg.threshold, cfg.num_perm, advance)
                     exact.append(jac)
                     checks += made
-                else:
+                else:  # unverified: every candidate is an edge, no group is read
                     advance(e - s)
                 kept_edges.append(group)
-                del there
         edges = np.concatenate(kept_edges) if kept_edges else np.zeros((0, 2), np.int64)
         exact = np.concatenate(exact) if exact else np.zeros(0)
         timings["verify"] = time.perf_counter() - t
@@ -347,12 +347,8 @@ def _beside(signed: np.ndarray, sigs: np.ndarray, set_parts: list[tuple[np.ndarr
     others, upsampled copies, are null)."""
     cols = [pl.Series("_mh_sig", _spread(pa.FixedSizeListArray.from_arrays(pa.array(sigs.reshape(-1), pa.uint32()), sigs.shape[1]), signed))]
     if set_parts is not None:
-        offs, vals, base = [np.zeros(1, np.int64)], [np.zeros(0, np.uint32)], 0
-        for off, values in set_parts:
-            offs.append(off[1:].astype(np.int64) + base)
-            vals.append(values)
-            base += int(off[-1])
-        sets = pa.LargeListArray.from_arrays(pa.array(np.concatenate(offs), pa.int64()), pa.array(np.concatenate(vals), pa.uint32()))
+        sets = pa.concat_arrays([pa.LargeListArray.from_arrays(pa.array(off, pa.int64()), pa.array(values, pa.uint32()))
+                                 for off, values in set_parts]) if set_parts else pa.array([], pa.large_list(pa.uint32()))
         cols.append(pl.Series("_mh_set", _spread(sets, signed)))
     return cols
 
