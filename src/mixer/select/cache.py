@@ -198,6 +198,26 @@ def _located(cache: EmbeddingCache, keys: np.ndarray) -> tuple[np.ndarray, np.nd
     return shard, row, names, cache.dim(names) or 0
 
 
+def fill_texts(
+    texts: list[str],
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    shard_size: int = 8192,
+    description: str = "embedding",
+    shared_progress: Any = None,
+    flush_seconds: float = 120.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, EmbedStats]:
+    """Embed into the cache what it lacks of ``texts``, each distinct text once (see
+    ``fill``): (each text's key, the distinct keys, each text's index among them, stats)."""
+    keys = text_keys(texts)
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    lengths = pl.Series([texts[i] for i in first], dtype=pl.Utf8).str.len_bytes().to_numpy()
+    stats = fill(uniq, lambda idx: [texts[i] for i in first[idx]], encoder, cache, shard_size, description,
+                 shared_progress, flush_seconds, lengths)
+    stats.texts = len(texts)
+    return keys, uniq, inverse, stats
+
+
 def embed(
     texts: list[str],
     encoder: Encoder,
@@ -210,12 +230,7 @@ def embed(
     """Vectors for ``texts`` (rows aligned, storage dtype) in memory, computing only what the
     cache lacks (see ``fill``)."""
     t0 = time.perf_counter()
-    keys = text_keys(texts)
-    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    lengths = pl.Series([texts[i] for i in first]).str.len_bytes().to_numpy()
-    stats = fill(uniq, lambda idx: [texts[i] for i in first[idx]], encoder, cache, shard_size, description,
-                 shared_progress, flush_seconds, lengths)
-    stats.texts = len(texts)
+    _, uniq, inverse, stats = fill_texts(texts, encoder, cache, shard_size, description, shared_progress, flush_seconds)
     shard, row, names, dim = _located(cache, uniq)
     out = cache.gather(shard, row, names, dim)[inverse.ravel()]
     stats.seconds = time.perf_counter() - t0

@@ -52,8 +52,7 @@ from mixer.select.cache import (
     EmbedStats,
     default_root,
     embed,
-    fill,
-    text_keys,
+    fill_texts,
     write_vectors,
 )
 from mixer.select.encoders import CausalLMEncoder, Encoder
@@ -191,14 +190,10 @@ class Select(Step):
         if c.method not in SCORED:
             return Mapped(batch, keys=keys)
         texts = pool_texts(batch, self._template, self._eos)
-        text_key = text_keys(texts)
-        uniq, first = np.unique(text_key, return_index=True)
-        lengths = pl.Series([texts[i] for i in first], dtype=pl.Utf8).str.len_bytes().to_numpy()
         with self._lock:  # encoders learn as they go (static word tables): one batch at a time
             enc, cache = self._embedder()
             assert cache is not None
-            stats = fill(uniq, lambda idx: [texts[i] for i in first[idx]], enc, cache, c.shard_size, "select: pool",
-                         ctx.progress, lengths=lengths)
+            text_key, _, _, stats = fill_texts(texts, enc, cache, c.shard_size, "select: pool", ctx.progress)
         keys = keys.with_columns(pl.Series("_hi", text_key["hi"]), pl.Series("_lo", text_key["lo"]))
         return Mapped(batch, keys=keys, info={"computed": stats.computed, "seconds": stats.seconds})
 
