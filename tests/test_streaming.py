@@ -253,8 +253,9 @@ def test_parquet_sources_stream_by_record_batches(tmp_path: Path) -> None:
 
 def test_minhash_gives_the_same_bytes_whatever_the_groups_batches_and_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MinHash verifies its candidate graph group by group (whole components, each group's
-    endpoint signatures and sets read back into memory) and one large component in chunks;
-    neither the group size nor the batches nor the threads may change a byte."""
+    endpoint signatures and sets read back into memory, or the sets read pair by pair) and
+    one large component in chunks; neither the group size, nor where the sets are read
+    from, nor the batches nor the threads may change a byte."""
     import numpy as np
 
     from mixer.steps import minhash as mh
@@ -278,5 +279,7 @@ def test_minhash_gives_the_same_bytes_whatever_the_groups_batches_and_threads(tm
     assert info["candidate_edges"] > 100
     monkeypatch.setattr(mh, "VERIFY_EDGES", 5)  # many groups, and components larger than a group
     for batch_rows, threads in [(1500, 1), (64, 2), (97, 16)]:
+        # the first run also reads every group's sets pair by pair from their files
+        monkeypatch.setattr(mh, "SETS_IN_MEMORY", 0 if batch_rows == 1500 else 512 * 2**20)
         out = build(spec, tmp_path / f"b{batch_rows}-t{threads}", engine=LocalEngine(batch_rows=batch_rows, threads=threads))
         assert _files(out.output) == _files(ref.output), (batch_rows, threads)

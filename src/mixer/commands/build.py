@@ -59,6 +59,7 @@ def build_cmd(
     engine: str = typer.Option("local", "--engine", help="Where stages run: local (this process) or ray (a Ray cluster)."),
     address: str = typer.Option(None, "--address", help="Ray cluster HOST:PORT (with --engine ray; default: a new local Ray instance)."),
     memory: str = typer.Option(None, "--memory", help="Memory budget of the local engine, e.g. 4G (default: a quarter of this machine's, at most 4G)."),
+    spill: str = typer.Option(None, "--spill-compression", help="How the local engine writes batches to the build's temp folder: uncompressed (default, fastest), lz4, or zstd (about 4x smaller, for a disk short of space)."),
     force: bool = typer.Option(False, "--force", help="Build into a folder that holds other files: write the build's files into it, replacing same-named ones, and remove nothing else."),
 ) -> None:
     """Build a mixture: mixture.parquet, removed.parquet, manifest.json.
@@ -72,6 +73,8 @@ def build_cmd(
         fail("--address needs --engine ray")
     if memory and engine != "local":
         fail("--memory sizes the local engine; a Ray cluster's memory is set where its nodes start")
+    if spill and engine != "local":
+        fail("--spill-compression is the local engine's; Ray spills through its object store")
     quiet = quiet or bool(os.environ.get("MIXER_NO_PROGRESS"))  # `mixer -q build` as `mixer build -q`
     if quiet:
         os.environ["MIXER_NO_PROGRESS"] = "1"  # steps' own bars and log lines too
@@ -79,7 +82,8 @@ def build_cmd(
     staging = Path(tempfile.mkdtemp(prefix="mixer-build-")) if url else None
     try:
         s = load_spec(spec, source_dir)
-        eng = make_engine(engine, **({"address": address} if address else {}), **({"memory": memory} if memory else {}))
+        local = {**({"memory": memory} if memory else {}), **({"spill_compression": spill} if spill else {})}
+        eng = make_engine(engine, **({"address": address} if address else {}), **local)
         try:
             res = build(s, staging / "build" if staging else output, NullReporter() if quiet else RichReporter(), jsonl or None, engine=eng, force=force)
         finally:

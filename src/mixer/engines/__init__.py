@@ -17,9 +17,9 @@ ENGINES = ("local", "ray")
 def make_engine(name: str = "local", **options: Any) -> Engine:
     """An engine by the name used on the command line (``--engine``)."""
     if name == "local":
-        unknown = sorted(set(options) - {"batch_rows", "threads", "key_rows", "memory"})
+        unknown = sorted(set(options) - {"batch_rows", "threads", "key_rows", "memory", "spill_compression"})
         if unknown:
-            raise ValueError(f"the local engine takes batch_rows, threads, key_rows and memory (got {unknown})")
+            raise ValueError(f"the local engine takes batch_rows, threads, key_rows, memory and spill_compression (got {unknown})")
         return LocalEngine(**options)
     if name == "ray":
         from mixer.extras import require

@@ -66,6 +66,9 @@ def read_part(p: Part, columns: list[str] | None = None) -> pl.DataFrame:
 KEY_BYTES = 160  # a key row held for decide (ids, hashes, band keys), roughly
 LEDGER_ROW_BYTES = 160  # a ledger row without text, as held (five strings)
 RECORD_BYTES = 16_384  # a record in flight in a stage (input, output, temporaries), generously
+# how spilled batches are written: uncompressed writes and reads 3-4x faster than lz4 (a
+# 32k-record batch: 0.10 s against 0.35 s), at about 1.6x lz4's size and 4x zstd's on disk
+SPILL_COMPRESSION = ("uncompressed", "lz4", "zstd")
 
 
 def parse_memory(text: str | int) -> int:
@@ -99,12 +102,15 @@ class LocalEngine:
     """``memory`` (MiB, or "4G") sizes the batches and the keys held for ``decide``: half for
     keys, a quarter for the batches in flight, an eighth for a stage's ledger rows before
     they spill; ``batch_rows``/``key_rows``/``ledger_bytes`` override it; ``threads``
-    defaults to the CPUs (at most 4)."""
+    defaults to the CPUs (at most 4). ``spill_compression``: uncompressed (fastest), lz4 or
+    zstd (smallest; for a temp folder short of disk)."""
 
     name = "local"
 
     def __init__(self, batch_rows: int | None = None, threads: int | None = None, key_rows: int | None = None, memory: int | str | None = None,
-                 ledger_bytes: int | None = None):
+                 ledger_bytes: int | None = None, spill_compression: str = "uncompressed"):
+        if spill_compression not in SPILL_COMPRESSION:
+            raise ValueError(f"spill compression: expected one of {', '.join(SPILL_COMPRESSION)}, got {spill_compression!r}")
         mb = parse_memory(memory) if memory is not None else default_memory()
         threads = threads if threads is not None else default_threads()
         batch_rows = batch_rows if batch_rows is not None else int(min(65_536, max(1024, mb * 2**20 // 4 // (threads * RECORD_BYTES))))
@@ -116,6 +122,7 @@ class LocalEngine:
         self.threads = threads
         self.key_rows = key_rows
         self.ledger_bytes = ledger_bytes if ledger_bytes is not None else mb * 2**20 // 8
+        self.spill_compression = spill_compression
         self.spill_dir: Path | None = None
         self._n = itertools.count()
 
@@ -130,7 +137,7 @@ class LocalEngine:
         if self.spill_dir is None:
             return frame
         path = self.spill_dir / f"{next(self._n):07d}.arrow"
-        frame.write_ipc(path, compression="lz4")
+        frame.write_ipc(path, compression=self.spill_compression)  # type: ignore[arg-type]
         return path
 
     def _parts(self, frames: list[pl.DataFrame], kind: str) -> Parts:
@@ -172,7 +179,7 @@ class LocalEngine:
         return _assemble(parts, kind), ledger.result(), infos
 
     def _ledger(self) -> LedgerBuffer:
-        return LedgerBuffer(self.spill_dir, self._n, self.ledger_bytes)
+        return LedgerBuffer(self.spill_dir, self._n, self.ledger_bytes, self.spill_compression)
 
     # ------------------------------------------------------------------ Engine protocol
 
@@ -383,8 +390,8 @@ class LedgerBuffer:
     bytes they go to Arrow IPC files in the spill folder and the stage hands over
     ``RemovedParts`` (counted per source and reason) instead of a frame."""
 
-    def __init__(self, spill_dir: Path | None, names: Iterator[int], budget: int):
-        self.spill_dir, self.names, self.budget = spill_dir, names, budget
+    def __init__(self, spill_dir: Path | None, names: Iterator[int], budget: int, compression: str):
+        self.spill_dir, self.names, self.budget, self.compression = spill_dir, names, budget, compression
         self.held: list[pl.DataFrame] = []
         self.size = 0
         self.spilled = RemovedParts()
@@ -401,7 +408,7 @@ class LedgerBuffer:
     def _spill(self) -> None:
         frame = _concat(self.held)
         path = self.spill_dir / f"{next(self.names):07d}.removed.arrow"  # type: ignore[operator]
-        frame.write_ipc(path, compression="lz4")
+        frame.write_ipc(path, compression=self.compression)  # type: ignore[arg-type]
         self.spilled.files.append(path)
         for key, n in counts_of(frame).items():
             self.spilled.counts[key] = self.spilled.counts.get(key, 0) + n

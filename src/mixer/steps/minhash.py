@@ -21,6 +21,7 @@ goes to ``BUILD/dedup/minhash.clusters.parquet`` and the parameters to
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from functools import partial
@@ -178,10 +179,15 @@ class MinHashDedup(Step):
         bands = np.zeros((params.bands, n), np.uint64)
         for j in range(params.bands):  # band by band: the key columns are never copied whole
             bands[j] = keys[f"_b{j}"].filter(rep).to_numpy()
-        bases = keys["_base"]
-        del keys, rep  # handed over by the engine: only the base ids are needed again
-        edges = band_candidates(bands, reps["_ne"].to_numpy() if n else np.zeros(0, bool), ctx.progress, cfg.threads)
-        del bands
+        copies = keys["_base"].filter(~rep)  # the other rows' base ids: they leave with their record
+        del keys, rep  # handed over by the engine: freed here
+        rank = cl.keep_rank(reps["source"], reps["_len"].to_numpy(), cfg.keep, ctx.source_order, cfg.priority) if n else np.zeros(0, np.int64)
+        nonempty = reps["_ne"].to_numpy() if n else np.zeros(0, bool)
+        # ids and sources wait on disk (millions of strings at 10M) until the outcome needs them
+        parked = _Parked(reps.select("id", "source"), _folder(ctx))
+        del reps
+        edges = band_candidates(bands, nonempty, ctx.progress, cfg.threads)
+        del bands, nonempty
         candidates = len(edges)
         timings["lsh"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -193,12 +199,11 @@ class MinHashDedup(Step):
         for side in (0, 1):
             group_of[np.searchsorted(ends, edges[:, side])] = edge_group
         del edge_group
-        ids = reps["id"].gather(ends) if len(ends) else pl.Series("id", [], pl.Utf8)
+        ids = parked.read(["id"])["id"].gather(ends) if len(ends) else pl.Series("id", [], pl.Utf8)
         store = _fetch_endpoints(ctx, ids, _Endpoints(ends, group_of, len(groups), params.num_perm, cfg.verify == "exact", _folder(ctx)))
         del ids  # millions of strings at 10M, not needed again
         timings["endpoints"] = time.perf_counter() - t
         t = time.perf_counter()
-        rank = cl.keep_rank(reps["source"], reps["_len"].to_numpy(), cfg.keep, ctx.source_order, cfg.priority) if n else np.zeros(0, np.int64)
         checks, kept_edges, exact = 0, [], []
         with progress_task("minhash: verify" if cfg.verify != "none" else "minhash: groups", len(edges), ctx.progress) as advance:
             for g, (s, e) in enumerate(groups):
@@ -239,7 +244,7 @@ class MinHashDedup(Step):
         scores["similarity"][gone] = np.round(sim, 4)
         if cfg.verify == "exact":
             scores["jaccard"][gone] = np.round(jac, 4)
-        outcome = cl.outcome_frame(reps, members, np.searchsorted(members, found.kept_of[members]), found.size[members], scores) \
+        outcome = cl.outcome_frame(parked.read(), members, np.searchsorted(members, found.kept_of[members]), found.size[members], scores) \
             if len(members) else cl.empty_outcome(scores)
         del store
         snippets = _fetch_snippets(ctx, outcome["id"], params, cfg.text)
@@ -247,7 +252,7 @@ class MinHashDedup(Step):
         files = cl.write_side_files(ctx.work_dir, self.name, table, {"method": self.name, **params.to_json()})
         removed = outcome.filter(pl.col("id") != pl.col("kept_id"))
         # rows that leave: the removed representatives and every copy of them
-        removed_rows = int(bases.is_in(removed.select(base_id())["id"].implode()).sum()) if removed.height else 0
+        removed_rows = removed.height + (int(copies.is_in(removed.select(base_id())["id"].implode()).sum()) if removed.height else 0)
         timings["cluster"] = time.perf_counter() - t
         out = run_info(params, cfg, records, n, candidates, checks, len(edges), outcome, removed_rows, timings, files)
         return Decision(removed, out)
@@ -259,12 +264,14 @@ class MinHashDedup(Step):
 
 class _Group:
     """Signatures (and shingle sets) of one group's edge endpoints, in memory while the group
-    is worked on; ``estimate`` and ``jaccard`` take record numbers."""
+    is worked on; ``estimate`` and ``jaccard`` take record numbers. The sets of a group
+    larger than ``SETS_IN_MEMORY`` stay in their file (``set_file``) and are read for the
+    pairs asked about, a slice of pairs at a time."""
 
     def __init__(self, ends: np.ndarray, pos: np.ndarray, sig: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
-                 values: np.ndarray | None):
+                 values: np.ndarray | None, set_file: Any = None):
         self.ends, self.pos, self.sig = ends, pos, sig
-        self.starts, self.sizes, self.values = starts, sizes, values
+        self.starts, self.sizes, self.values, self.set_file = starts, sizes, values, set_file
 
     def _rows(self, records: np.ndarray) -> np.ndarray:
         return self.pos[np.searchsorted(self.ends, records)]
@@ -278,8 +285,16 @@ class _Group:
         return out
 
     def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        assert self.values is not None
-        return pair_jaccard(self.starts, self.sizes, self.values, self._rows(a), self._rows(b))
+        ra, rb = self._rows(a), self._rows(b)
+        if self.values is not None:
+            return pair_jaccard(self.starts, self.sizes, self.values, ra, rb)
+        out = np.zeros(len(a))
+        for k in range(0, len(a), ESTIMATE_PAIRS):
+            rows, inv = unique_inverse(np.concatenate([ra[k:k + ESTIMATE_PAIRS], rb[k:k + ESTIMATE_PAIRS]]))
+            starts, values = _read_rows(self.set_file, self.starts[rows], self.sizes[rows])
+            half = len(inv) // 2
+            out[k:k + ESTIMATE_PAIRS] = pair_jaccard(starts, self.sizes[rows], values, inv[:half], inv[half:])
+        return out
 
 
 class _Endpoints:
@@ -325,14 +340,50 @@ class _Endpoints:
         sig = _read(self.sig_files[g], np.uint32, count * self.num_perm).reshape(count, self.num_perm)
         starts, sizes = np.zeros(count, np.int64), np.zeros(count, np.int64)
         starts[self.pos[mine]], sizes[self.pos[mine]] = self.starts[mine], self.sizes[mine]
-        values = _read(self.set_files[g], np.uint32, int(self.written[g])) if self.with_sets else None
-        return _Group(self.ends[mine], self.pos[mine], sig, starts, sizes, values)
+        in_file = self.with_sets and int(self.written[g]) * 4 > SETS_IN_MEMORY
+        values = _read(self.set_files[g], np.uint32, int(self.written[g])) if self.with_sets and not in_file else None
+        if in_file:
+            self.set_files[g].flush()
+        return _Group(self.ends[mine], self.pos[mine], sig, starts, sizes, values, self.set_files[g] if in_file else None)
 
 
 def _read(f: Any, dtype: type, count: int) -> np.ndarray:
     f.flush()
     f.seek(0)
     return np.fromfile(f, dtype=dtype, count=count) if count else np.zeros(0, dtype)
+
+
+def _read_rows(f: Any, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sets at ``starts`` (``sizes`` uint32 words each) of file ``f``, read one by one
+    (positioned reads: the resident set holds these rows only): (starts, values) packed."""
+    packed = np.zeros(len(sizes), np.int64)
+    if len(sizes) > 1:
+        np.cumsum(sizes[:-1], out=packed[1:])
+    values = np.zeros(int(sizes.sum()), np.uint32)
+    view, fd = memoryview(values).cast("B"), f.fileno()
+    for at, start, size in zip((packed * 4).tolist(), (starts * 4).tolist(), (sizes * 4).tolist(), strict=True):
+        if size and os.preadv(fd, [view[at:at + size]], start) != size:
+            raise OSError(f"minhash: short read of a shingle set in the build's temp folder ({f.name})")
+    return packed, values
+
+
+class _Parked:
+    """A frame written to an anonymous file in the build's temp folder (kept in memory when
+    there is none), read back when needed."""
+
+    def __init__(self, frame: pl.DataFrame, folder: Path | None):
+        self.frame: pl.DataFrame | None = frame
+        self.file: Any = None
+        if folder is not None:
+            self.file = tempfile.TemporaryFile(dir=folder)
+            frame.write_ipc(self.file)
+            self.frame = None
+
+    def read(self, columns: list[str] | None = None) -> pl.DataFrame:
+        if self.frame is not None:
+            return self.frame if columns is None else self.frame.select(columns)
+        self.file.seek(0)
+        return pl.read_ipc(self.file, columns=columns)
 
 
 def endpoint_rows(ids: pl.Series, with_sets: bool, batch: pl.DataFrame) -> pl.DataFrame:
@@ -368,7 +419,8 @@ def snippet_rows(ids: pl.Series, which: str, batch: pl.DataFrame) -> pl.DataFram
                          else pl.Series("snippet", [], pl.Utf8)])
 
 
-ESTIMATE_PAIRS = 65_536  # candidate pairs whose signatures are compared at once
+ESTIMATE_PAIRS = 65_536  # candidate pairs whose signatures (or sets read from a file) are compared at once
+SETS_IN_MEMORY = 512 * 2**20  # a group's shingle sets are read whole up to these bytes, else pair by pair
 VERIFY_EDGES = 1_000_000  # candidate edges per group of whole components (and per chunk of one larger component)
 MAX_GROUPS = 256
 
