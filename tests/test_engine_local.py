@@ -24,6 +24,35 @@ def test_local_engine_is_the_default_build(repo: Path, tmp_path: Path) -> None:
     assert "engine" not in a.manifest  # local manifests are unchanged
 
 
+def test_spilled_batches_compression_changes_no_byte_and_auto_follows_the_free_disk(repo: Path, tmp_path: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spilled batches are written uncompressed while the disk has room (fastest), zstd when
+    it is short or when asked; the build's bytes do not depend on it."""
+    import polars as pl
+
+    from mixer.engines import local
+
+    spec = load_spec(repo / "mixtures" / "sample.yaml")
+    ref = build(spec, tmp_path / "ref", engine=LocalEngine(batch_rows=50))
+    for how in ("uncompressed", "lz4", "zstd"):
+        out = build(spec, tmp_path / how, engine=make_engine("local", batch_rows=50, spill_compression=how))
+        assert (out.output / "mixture.parquet").read_bytes() == (ref.output / "mixture.parquet").read_bytes(), how
+        assert (out.output / "removed.parquet").read_bytes() == (ref.output / "removed.parquet").read_bytes(), how
+    frame = pl.DataFrame({"text": ["the same words again and again " * 20] * 200})
+    eng = LocalEngine()
+    eng.begin(tmp_path / "work")
+    sizes = {}
+    for free, expect in ((0, "uncompressed"), (2**62, "zstd")):
+        monkeypatch.setattr(local, "AUTO_FREE_BYTES", free)
+        assert eng._compression() == expect
+        part = eng._part(frame)
+        sizes[expect] = part.stat().st_size
+        assert pl.read_ipc(part).equals(frame)
+    assert sizes["zstd"] * 10 < sizes["uncompressed"]
+    with pytest.raises(ValueError, match="spill compression: expected one of auto, uncompressed, lz4, zstd, got 'gzip'"):
+        LocalEngine(spill_compression="gzip")
+
+
 def test_make_engine_rejects_unknown_names_and_options() -> None:
     with pytest.raises(ValueError, match="unknown engine 'spark'"):
         make_engine("spark")

@@ -59,7 +59,7 @@ def build_cmd(
     engine: str = typer.Option("local", "--engine", help="Where stages run: local (this process) or ray (a Ray cluster)."),
     address: str = typer.Option(None, "--address", help="Ray cluster HOST:PORT (with --engine ray; default: a new local Ray instance)."),
     memory: str = typer.Option(None, "--memory", help="Memory budget of the local engine, e.g. 4G (default: a quarter of this machine's, at most 4G)."),
-    spill: str = typer.Option(None, "--spill-compression", help="How the local engine writes batches to the build's temp folder: uncompressed (default, fastest), lz4, or zstd (about 4x smaller, for a disk short of space)."),
+    spill: str = typer.Option(None, "--spill-compression", help="How the local engine writes batches to the build's temp folder: auto (default: uncompressed, the fastest, while the disk has 20 GiB free, then zstd), uncompressed, lz4, or zstd (about 4x smaller)."),
     force: bool = typer.Option(False, "--force", help="Build into a folder that holds other files: write the build's files into it, replacing same-named ones, and remove nothing else."),
 ) -> None:
     """Build a mixture: mixture.parquet, removed.parquet, manifest.json.
