@@ -301,6 +301,14 @@ def test_upsampled_copies_are_not_duplicates(code_frame: pl.DataFrame) -> None:
     res, _ = _run(frame)
     assert not res.removed["id"].str.starts_with("codealpaca").any()
     assert res.kept.filter(pl.col("id").str.ends_with("~1")).height == 50
+    # the copies of a removed record leave with it, and the manifest counts them
+    later = code_frame.filter(pl.col("source") == "gpteacher").head(200)
+    frame = pl.concat([code_frame.filter(pl.col("source") == "new_codealpaca"), later, later.with_columns(pl.col("id") + "~1")])
+    res, _ = _run(frame)
+    gone = set(res.removed["id"])
+    copies_gone = {i for i in gone if i.endswith("~1")}
+    assert copies_gone and copies_gone == {i + "~1" for i in gone if not i.endswith("~1")}
+    assert res.info["removed_rows"] == len(gone) == res.info["removed"] + len(copies_gone)
 
 
 def test_batches_give_the_same_result(code_frame: pl.DataFrame, tmp_path: Path) -> None:
