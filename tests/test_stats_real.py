@@ -71,6 +71,21 @@ def test_build_writes_stats_and_tokens(real_build) -> None:
     assert stats["rows"]["sharegpt"]["rounds_mean"] > 1.0  # real multi-turn conversations
 
 
+def test_build_stats_count_the_mixture_batch_by_batch(real_build, tmp_path, shared_tokenizers) -> None:
+    """The build counts tokens over the written mixture in batches (never the whole mixture
+    in memory): batches of 97 records give the same stats.json and token totals."""
+    from mixer.output import iter_mixture
+    from mixer.stats import write_build_stats
+
+    b, _ = real_build
+    infos = {name: {} for name in ("alpaca", "code", "sharegpt")}
+    batches = list(iter_mixture(b.path, b.manifest, batch_rows=97))
+    assert len(batches) > 10 and sum(x.height for x in batches) == b.manifest["records"]
+    write_build_stats(iter(batches), b.manifest["records"], "sft", tmp_path, str(shared_tokenizers / "llama2"), infos)
+    assert (tmp_path / "stats.json").read_text() == (b.path / "stats.json").read_text()
+    assert {k: v["tokens"] for k, v in infos.items()} == {k: b.manifest["sources"][k]["tokens"] for k in infos}
+
+
 def test_llama2_stats_match_independent_counts(real_build) -> None:
     from mixer.tokenizers import load_tokenizer
 

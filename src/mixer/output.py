@@ -10,7 +10,7 @@ batch size or threads). A build with one shard has ``mixture.parquet``; a bigger
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,14 @@ def mixture_files(build: Path, manifest: dict[str, Any] | None = None) -> list[P
     if not names:
         names = [p.name for p in build.glob("mixture*.parquet") if _SHARD.match(p.name)]
     return [build / n for n in sorted(names)]
+
+
+def iter_mixture(build: Path, manifest: dict[str, Any] | None = None, batch_rows: int = ROW_GROUP) -> Iterator[pl.DataFrame]:
+    """The mixture batch by batch (at most ``batch_rows`` rows each), in order: a mixture of
+    any size in bounded memory."""
+    for path in mixture_files(build, manifest):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+            yield pl.from_arrow(batch)  # type: ignore[misc]
 
 
 def read_mixture(build: Path, manifest: dict[str, Any] | None = None) -> pl.DataFrame:

@@ -24,7 +24,7 @@ from mixer import __version__, output, publish
 from mixer.card import CARD_FILE, card
 from mixer.engines import make_engine
 from mixer.io import sha256_file
-from mixer.output import ShardWriter, Written, read_mixture
+from mixer.output import ShardWriter, Written, iter_mixture, read_mixture
 from mixer.progress import NullReporter
 from mixer.records import empty_records, empty_removed
 from mixer.removed_content import conform_removed
@@ -240,8 +240,8 @@ def _stats(spec: Spec, tmp: Path, written: Written, sources_info: dict[str, Any]
     from mixer.stats import write_build_stats
     from mixer.token_count import resolve_tokenizer
 
-    mix = read_mixture(tmp, {"files": dict.fromkeys(written.files)})
-    return write_build_stats(mix, tmp, resolve_tokenizer(spec.tokenizer, spec.root, "stats"), sources_info, rep)
+    batches = iter_mixture(tmp, {"files": dict.fromkeys(written.files)})
+    return write_build_stats(batches, written.rows, _kind(spec), tmp, resolve_tokenizer(spec.tokenizer, spec.root, "stats"), sources_info, rep)
 
 
 def _build_source(src: SourceSpec, spec: Spec, tmp: Path, ledger: Ledger, rep: Any, order: list[str], eng: Any,

@@ -8,6 +8,7 @@ the (build, tokenizer) cache and reuses ``stats.json`` when the build already ha
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from mixer.progress import NullReporter
 from mixer.records import kind_of
 from mixer.stats import cache
 from mixer.stats.count import WHITESPACE, Progress, TokenCounter, tokenizer_key
-from mixer.stats.lengths import record_lengths
+from mixer.stats.lengths import empty_lengths, record_lengths
 from mixer.stats.model import Stats
 from mixer.stats.summary import THRESHOLDS, TOTAL, summarize, turn_distribution
 
@@ -79,18 +80,24 @@ def stats_for_build(build: Any, tokenizer: str | None = None, thresholds: tuple[
     return stats_from_lengths(lengths, counter, build.kind, build.sources, thresholds)
 
 
-def write_build_stats(mix: pl.DataFrame, folder: Path, tokenizer: str, sources_info: dict[str, Any],
-                      reporter: Any = None) -> list[str]:
+def write_build_stats(batches: Iterable[pl.DataFrame], rows: int, kind: str, folder: Path, tokenizer: str,
+                      sources_info: dict[str, Any], reporter: Any = None) -> list[str]:
     """Pipeline hook: ``stats.json`` into the build being written, token totals into the
-    manifest's sources, and the lengths into the build's cache. Returns the files to list."""
+    manifest's sources, and the lengths into the build's cache. The mixture comes batch by
+    batch (``rows`` in all); only its per-record lengths are held. Returns the files to list."""
     counter = TokenCounter(tokenizer)
     rep = reporter or NullReporter()
     rep.begin("stats", 1)
     rep.stage("stats", f"counting {counter.unit}")
     update = getattr(rep, "update", None)
-    progress = (lambda done, total: update("stats", done, total)) if update else None
-    lengths = record_lengths(mix, counter, progress)
-    stats = stats_from_lengths(lengths, counter, kind_of(mix) if mix.height else "sft", list(sources_info))
+    parts, done = [], 0
+    for batch in batches:
+        parts.append(record_lengths(batch, counter))
+        done += batch.height
+        if update:
+            update("stats", done, rows)
+    lengths = pl.concat(parts) if parts else empty_lengths(kind)
+    stats = stats_from_lengths(lengths, counter, kind, list(sources_info))
     stats.save(folder / STATS_FILE)
     for name, tokens in stats.tokens_per_source().items():
         if name in sources_info:
