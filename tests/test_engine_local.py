@@ -108,3 +108,46 @@ def test_steps_with_threads_take_their_share_of_the_cpus(repo: Path, tmp_path: P
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
     build(load_spec(tmp_path / "spec.yaml"), tmp_path / "b", engine=LocalEngine(threads=3, batch_rows=50))
     assert seen and set(seen) == {3}
+
+
+def test_fetch_by_rows_reads_only_the_batches_that_hold_them(tmp_path: Path) -> None:
+    """``ctx.fetch(fn, rows=...)`` hands ``fn`` just the stage rows asked for (positions in
+    the order of ``map``'s keys), skips batches without any, and gives what one whole batch
+    gives."""
+    import numpy as np
+    import polars as pl
+
+    from mixer.steps.base import Decision, Mapped, Step, StepConfig, StepContext
+
+    class Probe(Step):
+        name = "_test_probe"
+
+        @property
+        def is_global(self) -> bool:
+            return True
+
+        def map(self, batch: pl.DataFrame, ctx: StepContext) -> Mapped:
+            return Mapped(batch, keys=batch.select("id"))
+
+        def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict) -> Decision:
+            seen: list[int] = []
+
+            def fn(b: pl.DataFrame) -> pl.DataFrame:
+                seen.append(b.height)
+                return b.select("id", "n")
+
+            got = pl.concat(list(ctx.fetch(fn, columns=["id", "n"], rows=np.array([0, 9, 10, 11, 95]))))
+            return Decision(info={"got": got["id"].to_list(), "keys": keys["id"].gather([0, 9, 10, 11, 95]).to_list(), "calls": seen})
+
+        def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+            return batch, pl.DataFrame()
+
+    frame = pl.DataFrame({"id": [f"r{i}" for i in range(100)], "n": list(range(100)), "source": ["a"] * 100,
+                          "messages": [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}] for i in range(100)]})
+    eng = LocalEngine(batch_rows=10, threads=2)
+    eng.begin(tmp_path / "work")
+    info = eng._pieces(Probe(StepConfig()), eng._split(frame, "sft"), StepContext()).info
+    assert info["got"] == info["keys"] == ["r0", "r9", "r10", "r11", "r95"]
+    assert info["calls"] == [2, 2, 1]  # batches 0, 1 and 9 of ten
+    whole = Probe(StepConfig()).run(frame, StepContext()).info
+    assert whole["got"] == info["got"] and whole["calls"] == [5]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from mixer.cpus import usable_cpus
@@ -37,7 +38,7 @@ from mixer.removed_content import with_content
 from mixer.removed_parts import RemovedParts, counts_of
 from mixer.spec import SourceSpec, Spec, StepSpec
 from mixer.stages import check_removed_ids, format_source, make_step
-from mixer.steps.base import Step, StepContext, StepResult
+from mixer.steps.base import Step, StepContext, StepResult, fetch_view
 from mixer.validate import validate
 
 Part = pl.DataFrame | Path
@@ -289,8 +290,15 @@ class LocalEngine:
         handed = [pl.concat(held) if held else pl.DataFrame()]
         del held
 
-        def fetch(fn: Callable[[pl.DataFrame], pl.DataFrame], columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
-            return self._imap(lambda p: detached(fn(read_part(p, columns))), parts)
+        starts = np.cumsum([0] + [o[1] for o in outs])
+
+        def fetch(fn: Callable[[pl.DataFrame], pl.DataFrame], columns: list[str] | None = None,
+                  rows: np.ndarray | None = None) -> Iterator[pl.DataFrame]:
+            todo = range(len(parts))
+            if rows is not None:  # only the batches that hold some of the rows
+                cut = np.searchsorted(rows, starts)
+                todo = [i for i in todo if cut[i + 1] > cut[i]]
+            return self._imap(lambda i: detached(fn(fetch_view(read_part(parts[i], columns), int(starts[i]), None, rows))), list(todo))
 
         # the keys are handed over (no reference kept here), so decide can free what it has used
         decision = step.decide(handed.pop(), dataclasses.replace(ctx, fetch=fetch), info)

@@ -276,8 +276,8 @@ class RayEngine:
             return self._hand_over(mapped, [ledger], info)
         keys = [from_arrow(m["keys"]) for m in metas if "keys" in m]
 
-        def fetch(fn: Any, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
-            out, _, _ = self._map(mapped, ops.FetchOp(fn, columns), None, "raw", merge=False)
+        def fetch(fn: Any, columns: list[str] | None = None, rows: Any = None) -> Iterator[pl.DataFrame]:
+            out, _, _ = self._map(mapped, ops.FetchOp(fn, columns, rows), None, "raw", merge=False)
             return iter_blocks(out)
 
         decision = step.decide(pl.concat(keys) if keys else pl.DataFrame(), dataclasses.replace(ctx, fetch=fetch), info)

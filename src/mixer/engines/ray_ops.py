@@ -23,7 +23,7 @@ from mixer.engines.ray_frame import from_arrow
 from mixer.records import REMOVED_SCHEMA, conform, empty_removed
 from mixer.removed_content import with_content
 from mixer.spec import SourceSpec, Spec
-from mixer.steps.base import Decision, Mapped, Step, StepContext, StepResult
+from mixer.steps.base import Decision, Mapped, Step, StepContext, StepResult, fetch_view
 
 
 @contextmanager
@@ -147,6 +147,7 @@ class FetchOp:
 
     fn: Any
     columns: list[str] | None = None
+    rows: Any = None  # sorted stage positions (numpy), or None for every row
 
     def __call__(self, frame: pl.DataFrame, offset: int) -> StepResult:
-        return StepResult(self.fn(frame if self.columns is None else frame.select(self.columns)), empty_removed())
+        return StepResult(self.fn(fetch_view(frame, offset, self.columns, self.rows)), empty_removed())

@@ -57,10 +57,12 @@ class StepContext:
     # batches the engine maps at the same time: a step with threads of its own uses its
     # share of the CPUs (``threads_for``), not all of them per batch
     batches_at_once: int = 1
-    # set by the engine while ``decide`` runs: ``fetch(fn, columns=None)`` runs ``fn(batch) ->
-    # frame`` over every batch of the stage (a second pass, e.g. for a few named rows; only
-    # ``columns`` of each batch when given, which a spilled batch reads alone) and yields the
-    # frames in batch order as they come (``fetched`` joins them into one)
+    # set by the engine while ``decide`` runs: ``fetch(fn, columns=None, rows=None)`` runs
+    # ``fn(batch) -> frame`` over every batch of the stage (a second pass, e.g. for a few named
+    # rows; only ``columns`` of each batch when given, which a spilled batch reads alone;
+    # only the ``rows`` of the stage, sorted positions in the order of ``map``'s keys, when
+    # given, and batches without any are skipped) and yields the frames in batch order as
+    # they come (``fetched`` joins them into one); ``fetch_view`` is what each batch gives
     fetch: Callable[..., Iterator[pl.DataFrame]] | None = None
 
     def rng(self, *names: str) -> np.random.Generator:
@@ -74,6 +76,16 @@ def threads_for(ctx: StepContext, configured: int | None = None) -> int:
     """Threads for a step's own work on one batch: the configured number, else the CPUs
     shared among the batches the engine runs at once."""
     return configured or max(1, usable_cpus() // max(1, ctx.batches_at_once))
+
+
+def fetch_view(batch: pl.DataFrame, offset: int, columns: list[str] | None = None, rows: np.ndarray | None = None) -> pl.DataFrame:
+    """What ``StepContext.fetch`` hands its function for the batch starting at row ``offset``
+    of the stage: the batch's rows among ``rows`` (sorted stage positions; all when None),
+    only ``columns`` (all when None). One definition for every engine."""
+    if rows is not None:
+        lo, hi = np.searchsorted(rows, [offset, offset + batch.height])
+        batch = batch[rows[lo:hi] - offset]
+    return batch if columns is None else batch.select(columns)
 
 
 def fetched(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
@@ -160,7 +172,7 @@ class Step:
         m = self.map(frame, ctx)
         if not self.is_global:
             return StepResult(m.kept, m.removed, m.info)
-        whole = dataclasses.replace(ctx, fetch=lambda fn, columns=None: iter([fn(m.kept if columns is None else m.kept.select(columns))]))
+        whole = dataclasses.replace(ctx, fetch=lambda fn, columns=None, rows=None: iter([fn(fetch_view(m.kept, 0, columns, rows))]))
         d = self.decide(m.keys if m.keys is not None else pl.DataFrame(), whole, m.info)
         kept, removed = self.apply(m.kept, d, ctx)
         ledger = pl.concat([m.removed, removed]) if m.removed.height else removed

@@ -174,6 +174,7 @@ class MinHashDedup(Step):
         records = keys.height
         # one row per base id: the first row of each (copies follow their record)
         rep = keys.select(pl.col("_first") & pl.col("_base").is_first_distinct()).to_series()
+        rep_rows = np.flatnonzero(rep.to_numpy())  # each representative's row in the stage (second passes take rows by it)
         reps = keys.select("id", "source", "_len", "_ne").filter(rep)
         n = reps.height
         bands = np.zeros((params.bands, n), np.uint64)
@@ -199,9 +200,7 @@ class MinHashDedup(Step):
         for side in (0, 1):
             group_of[np.searchsorted(ends, edges[:, side])] = edge_group
         del edge_group
-        ids = parked.read(["id"])["id"].gather(ends) if len(ends) else pl.Series("id", [], pl.Utf8)
-        store = _fetch_endpoints(ctx, ids, _Endpoints(ends, group_of, len(groups), params.num_perm, cfg.verify == "exact", _folder(ctx)))
-        del ids  # millions of strings at 10M, not needed again
+        store = _fetch_endpoints(ctx, rep_rows[ends], _Endpoints(ends, group_of, len(groups), params.num_perm, cfg.verify == "exact", _folder(ctx)))
         timings["endpoints"] = time.perf_counter() - t
         t = time.perf_counter()
         checks, kept_edges, exact = 0, [], []
@@ -247,7 +246,7 @@ class MinHashDedup(Step):
         outcome = cl.outcome_frame(parked.read(), members, np.searchsorted(members, found.kept_of[members]), found.size[members], scores) \
             if len(members) else cl.empty_outcome(scores)
         del store
-        snippets = _fetch_snippets(ctx, outcome["id"], params, cfg.text)
+        snippets = _fetch_snippets(ctx, rep_rows[outcome["_rep"].to_numpy()], cfg.text)
         table = cl.snippet_table(outcome, snippets, self.name)
         files = cl.write_side_files(ctx.work_dir, self.name, table, {"method": self.name, **params.to_json()})
         removed = outcome.filter(pl.col("id") != pl.col("kept_id"))
@@ -386,11 +385,10 @@ class _Parked:
         return pl.read_ipc(self.file, columns=columns)
 
 
-def endpoint_rows(ids: pl.Series, with_sets: bool, batch: pl.DataFrame) -> pl.DataFrame:
+def endpoint_rows(with_sets: bool, batch: pl.DataFrame) -> pl.DataFrame:
     """The second pass: the signature and (when asked) the shingle set that ``map`` put
-    beside the rows of ``batch`` named in ``ids``."""
-    sel = batch.filter(pl.col("id").is_in(ids.implode()))
-    return sel.select("id", pl.col("_mh_sig").alias("sig"), *([pl.col("_mh_set").alias("set")] if with_sets else []))
+    beside the rows."""
+    return batch.select(pl.col("_mh_sig").alias("sig"), *([pl.col("_mh_set").alias("set")] if with_sets else []))
 
 
 def _beside(signed: np.ndarray, sigs: np.ndarray, set_parts: list[tuple[np.ndarray, np.ndarray]] | None) -> list[pl.Series]:
@@ -412,10 +410,9 @@ def _spread(values: pa.Array, signed: np.ndarray) -> pa.Array:
     return values.take(pa.array(where, mask=~signed))
 
 
-def snippet_rows(ids: pl.Series, which: str, batch: pl.DataFrame) -> pl.DataFrame:
-    """The second pass for the cluster table: a snippet of the compared text of ``ids``."""
-    sel = batch.filter(pl.col("id").is_in(ids.implode()))
-    return pl.DataFrame([sel["id"], text_of(sel, which).str.slice(0, cl.SNIPPET_CHARS).alias("snippet") if sel.height
+def snippet_rows(which: str, batch: pl.DataFrame) -> pl.DataFrame:
+    """The second pass for the cluster table: a snippet of the rows' compared text."""
+    return pl.DataFrame([text_of(batch, which).str.slice(0, cl.SNIPPET_CHARS).alias("snippet") if batch.height
                          else pl.Series("snippet", [], pl.Utf8)])
 
 
@@ -429,23 +426,25 @@ def _folder(ctx: StepContext) -> Path | None:
     return ctx.work_dir if ctx.work_dir is not None and ctx.work_dir.is_dir() else None
 
 
-def _fetch_endpoints(ctx: StepContext, ids: pl.Series, store: _Endpoints) -> _Endpoints:
-    """Signatures (and shingle sets) of the endpoints ``ids`` (in ``store.ends`` order), put
-    beside the batches by ``map``, into ``store``, from one pass over the batches whose
-    results are taken one batch at a time."""
-    if not len(ids):
+def _fetch_endpoints(ctx: StepContext, rows: np.ndarray, store: _Endpoints) -> _Endpoints:
+    """Signatures (and shingle sets) of the endpoints, at the stage's ``rows`` (in
+    ``store.ends`` order), put beside the batches by ``map``, into ``store``, from one pass
+    over the batches that hold them, whose results are taken one batch at a time."""
+    if not len(rows):
         return store
     if ctx.fetch is None:
         raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
-    order = ids.to_frame("id").with_row_index("_k")
-    columns = ["id", "_mh_sig", *(["_mh_set"] if store.with_sets else [])]
-    for got in ctx.fetch(partial(endpoint_rows, ids, store.with_sets), columns=columns):
+    columns = ["_mh_sig", *(["_mh_set"] if store.with_sets else [])]
+    done = 0
+    for got in ctx.fetch(partial(endpoint_rows, store.with_sets), columns=columns, rows=rows):
         if not got.height:
             continue
-        where = got.select("id").join(order, on="id", how="left", maintain_order="left")["_k"].to_numpy().astype(np.int64)
         sig = np.asarray(got["sig"].to_numpy(), dtype=np.uint32).reshape(got.height, store.num_perm)
         set_off, set_values = _list_arrays(got["set"]) if store.with_sets else (None, None)
-        store.add(where, sig, set_off, set_values)
+        store.add(np.arange(done, done + got.height), sig, set_off, set_values)
+        done += got.height
+    if done != len(rows):
+        raise RuntimeError(f"minhash: the second pass gave {done} of {len(rows)} edge endpoints")
     return store
 
 
@@ -457,14 +456,17 @@ def _list_arrays(column: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return off - off[0], arr.values.to_numpy(zero_copy_only=False)[off[0]:off[-1]]
 
 
-def _fetch_snippets(ctx: StepContext, ids: pl.Series, params: MinHashParams, which: str) -> pl.Series:
-    """Snippets of the cluster table's records (a pass for those ids only), in ``ids`` order."""
-    if len(ids) == 0:
+def _fetch_snippets(ctx: StepContext, rows: np.ndarray, which: str) -> pl.Series:
+    """Snippets of the cluster table's records, at the stage's sorted ``rows`` (a pass over
+    the batches that hold them), in that order."""
+    if len(rows) == 0:
         return pl.Series("snippet", [], pl.Utf8)
     if ctx.fetch is None:
         raise RuntimeError("minhash: the engine gave no second pass over the batches (StepContext.fetch)")
-    got = fetched(ctx.fetch(partial(snippet_rows, ids, which)))
-    return pl.DataFrame({"id": ids}).join(got, on="id", how="left", maintain_order="left")["snippet"]
+    got = fetched(ctx.fetch(partial(snippet_rows, which), rows=rows))["snippet"]
+    if len(got) != len(rows):
+        raise RuntimeError(f"minhash: the second pass gave {len(got)} of {len(rows)} snippets")
+    return got
 
 
 def ledger_detail(cfg: MinHashConfig) -> pl.Expr:
