@@ -23,7 +23,8 @@ records in the file.
     python benchmarks/sample_huge.py                 # 25 GB (generation about 10 min, build about 20 min on 2 cores)
     python benchmarks/sample_huge.py --gb 1          # a quick look
 
-Writes benchmarks/results/sample_huge.json and prints a summary.
+Writes benchmarks/results/sample_huge.json (sample_huge_<gb>gb / _memory-<m> for other sizes and
+budgets) and prints a summary.
 """
 
 from __future__ import annotations
@@ -251,7 +252,8 @@ def main() -> None:
     }
     print(json.dumps(result, indent=1))
     RESULTS.mkdir(exist_ok=True)
-    name = "sample_huge.json" if args.gb >= 25 else f"sample_huge_{args.gb:g}gb.json"
+    name = "sample_huge" + ("" if args.gb >= 25 else f"_{args.gb:g}gb") + (f"_memory-{args.memory}" if args.memory else "")
+    name += ".json"
     (RESULTS / name).write_text(json.dumps(result, indent=1) + "\n")
     assert draw["ok"], draw
 

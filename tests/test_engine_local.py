@@ -151,3 +151,60 @@ def test_fetch_by_rows_reads_only_the_batches_that_hold_them(tmp_path: Path) -> 
     assert info["calls"] == [2, 2, 1]  # batches 0, 1 and 9 of ten
     whole = Probe(StepConfig()).run(frame, StepContext()).info
     assert whole["got"] == info["got"] and whole["calls"] == [5]
+
+
+def test_stages_that_drop_rows_read_the_rest_back_from_their_input_files(repo: Path, tmp_path: Path) -> None:
+    """A stage whose step only drops rows (``keeps_rows``) leaves a ``View`` of its input's
+    file instead of writing the rows again; views of views compose, dropped columns stay
+    dropped, a view that would keep less than half of its file is written instead, an input
+    file is deleted only once nothing reads from it, and a build gives the same bytes with
+    views as with every batch written (``VIEW_SHARE`` above 1)."""
+    import polars as pl
+
+    from mixer.engines import local
+    from mixer.engines.local import View, file_of, read_part, rows_kept
+
+    frame = pl.DataFrame({"id": [f"r{i}" for i in range(10)], "source": ["a"] * 10, "n": list(range(10)), "extra": [1.5] * 10})
+    eng = LocalEngine()
+    eng.begin(tmp_path / "work")
+    base = eng._part(frame)
+    kept = frame.filter(pl.col("n") % 4 != 0)  # 7 of 10
+    view = eng._keep(base, frame, kept)
+    assert isinstance(view, View) and view.path == base and view.rows.tolist() == [1, 2, 3, 5, 6, 7, 9]
+    assert read_part(view).equals(kept)
+    assert eng._keep(base, frame, frame) is base  # nothing dropped: the batch itself
+    # a view of a view, less a column: positions in the file, the column gone
+    again = kept.filter(pl.col("n") != 5).drop("extra")
+    inner = eng._keep(view, kept, again)
+    assert isinstance(inner, View) and inner.path == base and inner.rows.tolist() == [1, 2, 3, 6, 7, 9]
+    assert read_part(inner).equals(again) and read_part(inner, ["n"]).equals(again.select("n"))
+    # three of ten rows left: written as a batch of its own
+    few = again.filter(pl.col("n") > 5)
+    out = eng._keep(inner, again, few)
+    assert isinstance(out, Path) and out != base and pl.read_ipc(out).equals(few)
+    # not rows of the batch as they were: another type, or an id the batch lacks
+    assert rows_kept(frame, kept.with_columns(pl.col("n").cast(pl.Int32))) is None
+    assert rows_kept(frame, kept.with_columns(pl.lit("x").alias("id"))) is None
+    local._replaced(view, inner)  # inner reads base still
+    assert base.exists() and file_of(inner) == base
+    local._replaced(inner, out)
+    assert not base.exists()
+
+    kinds: list[str] = []
+
+    class Counting(LocalEngine):
+        def _keep(self, src, batch, kept):  # noqa: ANN001, ANN202
+            out = super()._keep(src, batch, kept)
+            kinds.append(type(out).__name__)
+            return out
+
+    spec = load_spec(repo / "mixtures" / "sample.yaml")
+    with_views = build(spec, tmp_path / "views", engine=Counting(batch_rows=40))
+    assert kinds.count("View") > 10 and "PosixPath" in kinds, kinds
+    kinds.clear()
+    import unittest.mock as mock
+    with mock.patch.object(local, "VIEW_SHARE", 2.0):
+        written = build(spec, tmp_path / "written", engine=Counting(batch_rows=40))
+    assert "View" not in kinds
+    for name in ("mixture.parquet", "removed.parquet"):
+        assert (with_views.output / name).read_bytes() == (written.output / name).read_bytes(), name

@@ -41,7 +41,21 @@ from mixer.stages import check_removed_ids, format_source, make_step
 from mixer.steps.base import Step, StepContext, StepResult, fetch_view
 from mixer.validate import validate
 
-Part = pl.DataFrame | Path
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """Rows of a spilled batch, read back by position: what a stage that only drops rows
+    kept of the batch (``Step.keeps_rows``), so that it is not written again. ``rows`` are
+    increasing positions in the file's batch of ``size`` rows; ``columns`` the ones kept
+    (None: all)."""
+
+    path: Path
+    rows: np.ndarray
+    size: int
+    columns: tuple[str, ...] | None = None
+
+
+Part = pl.DataFrame | Path | View
 
 
 @dataclass
@@ -62,7 +76,28 @@ def read_part(p: Part, columns: list[str] | None = None) -> pl.DataFrame:
     """A batch, or only its ``columns`` (a spilled batch reads those alone)."""
     if isinstance(p, Path):
         return pl.read_ipc(p, columns=columns)
+    if isinstance(p, View):
+        cols = list(columns) if columns is not None else list(p.columns) if p.columns is not None else None
+        frame = pl.read_ipc(p.path, columns=cols)
+        return (frame.select(cols) if cols is not None else frame)[p.rows]
     return p if columns is None else p.select(columns)
+
+
+def file_of(p: Part) -> Path | None:
+    """The spilled file a batch lives in (a view's is its source batch's)."""
+    return p.path if isinstance(p, View) else p if isinstance(p, Path) else None
+
+
+def rows_kept(batch: pl.DataFrame, kept: pl.DataFrame) -> np.ndarray | None:
+    """Positions in ``batch`` of the rows of ``kept``, for a ``kept`` made by dropping rows
+    (and columns) of ``batch``: its columns there with the same types, its ids found in
+    exactly as many rows. None when it is not such a frame."""
+    if "id" not in kept.columns or any(batch.schema.get(c) != t for c, t in kept.schema.items()):
+        return None
+    if kept.height == batch.height:
+        return np.arange(batch.height)
+    rows = np.flatnonzero(batch["id"].is_in(kept["id"].implode()).to_numpy())
+    return rows if len(rows) == kept.height else None
 
 
 KEY_BYTES = 160  # a key row held for decide (ids, hashes, band keys), roughly
@@ -76,6 +111,9 @@ RECORD_BYTES = 16_384  # a record in flight in a stage (input, output, temporari
 # "auto" writes uncompressed while the spill folder's disk has AUTO_FREE_BYTES free, else zstd
 SPILL_COMPRESSION = ("auto", "uncompressed", "lz4", "zstd")
 AUTO_FREE_BYTES = 20 * 2**30
+# a stage that drops rows reads the rest back from its input's file (``View``) while they are
+# at least this share of the file; below it they are written anew (disk: the file is kept)
+VIEW_SHARE = 0.5
 
 
 def parse_memory(text: str | int) -> int:
@@ -147,6 +185,25 @@ class LocalEngine:
         frame.write_ipc(path, compression=self._compression())  # type: ignore[arg-type]
         return path
 
+    def _keep(self, src: Part, batch: pl.DataFrame, kept: pl.DataFrame) -> Part:
+        """What a stage that only drops rows kept of the batch ``src``: the batch itself when
+        nothing went, a ``View`` of its file when rows went (nothing written), else a new
+        spilled batch. A view keeps its whole file on disk, so one that would keep less
+        than ``VIEW_SHARE`` of it is written instead (a sample of n from a large source
+        leaves a small file, not the source's)."""
+        rows = rows_kept(batch, kept) if file_of(src) is not None else None
+        if rows is None:
+            return self._part(kept)
+        same_columns = kept.columns == batch.columns
+        if same_columns and len(rows) == batch.height:
+            return src
+        path, size = (src.path, src.size) if isinstance(src, View) else (src, batch.height)
+        if len(rows) < VIEW_SHARE * size:
+            return self._part(kept)
+        if isinstance(src, View):
+            return View(path, src.rows[rows], size, src.columns if same_columns else tuple(kept.columns))
+        return View(path, rows, size, None if same_columns else tuple(kept.columns))  # type: ignore[arg-type]
+
     def _compression(self) -> str:
         """How the next spilled file is written (``auto``: by the disk's free space now)."""
         if self.spill_compression != "auto":
@@ -174,15 +231,17 @@ class LocalEngine:
         for a in range(0, len(items), self.threads):
             yield from self._pmap(fn, items[a:a + self.threads])
 
-    def _over(self, fn: Callable[[pl.DataFrame], StepResult], frame: Parts, kind: str, consume: bool = False) -> tuple[Parts, Any, list[dict[str, Any]]]:
+    def _over(self, fn: Callable[[pl.DataFrame], StepResult], frame: Parts, kind: str, drops_rows: bool = False) -> tuple[Parts, Any, list[dict[str, Any]]]:
         """``fn`` on every batch of ``frame``, reading each batch where it runs and spilling
-        what it keeps there: (kept, ledger, infos). ``consume``: delete each input batch's
-        file once its output is written (disk holds about one copy, not two)."""
+        what it keeps there: (kept, ledger, infos). ``drops_rows``: ``fn`` only drops rows, so
+        what it keeps is read back from the input's files (``_keep``), and an input file no
+        longer needed is deleted once its output is written (disk holds about one copy)."""
         def one(p: Part) -> tuple[tuple[Part, int, dict[str, int]], pl.DataFrame, dict[str, Any]]:
-            r = fn(read_part(p))
-            out = self._part(r.kept)
-            if consume:
-                _unlink(p)
+            batch = read_part(p)
+            r = fn(batch)
+            out = self._keep(p, batch, r.kept) if drops_rows else self._part(r.kept)
+            if drops_rows:
+                _replaced(p, out)
             return (out, r.kept.height, _counts(r.kept)), r.removed, r.info
 
         parts, infos, ledger = [], [], self._ledger()
@@ -234,7 +293,7 @@ class LocalEngine:
         return _release(raw, StepResult(self._split(res.kept, kind), res.removed, res.info))
 
     def validate(self, frame: Parts) -> StepResult:
-        kept, removed, infos = self._over(validate_batch, frame, frame.kind, consume=True)
+        kept, removed, infos = self._over(validate_batch, frame, frame.kind, drops_rows=True)
         return _release(frame, StepResult(kept, removed, merge_infos(infos, {})))
 
     def run_step(self, step: StepSpec, frame: Parts, ctx: StepContext) -> StepResult:
@@ -259,9 +318,8 @@ class LocalEngine:
             m = step.map(batch, ctx)
             kept = conform(m.kept) if not step.is_global else m.kept
             # a global step's map usually keeps its batch as it is: the file is reused
-            out = p if m.kept is batch else self._part(kept)
-            if out is not p:
-                _unlink(p)  # read for the last time: disk holds one copy of the stage's batches
+            out = p if m.kept is batch else self._keep(p, batch, kept) if step.keeps_rows and not step.is_global else self._part(kept)
+            _replaced(p, out)  # read for the last time: disk holds one copy of the stage's batches
             check_removed_ids(batch, m.removed, where)
             return (out, kept.height, _counts(kept)), with_content(m.removed, batch), m.info, m.keys
 
@@ -308,8 +366,8 @@ class LocalEngine:
             kept, gone = step.apply(batch, decision, ctx)
             check_removed_ids(batch, gone, where)
             kept, gone = conform(kept), with_content(gone, batch)
-            out = self._part(kept)
-            _unlink(p)  # read for the last time: the stage's output replaces it
+            out = self._keep(p, batch, kept) if step.keeps_rows else self._part(kept)
+            _replaced(p, out)  # read for the last time: the stage's output replaces it
             return (out, kept.height, _counts(kept)), gone
 
         kept_parts = []
@@ -353,10 +411,11 @@ def validate_batch(batch: pl.DataFrame) -> StepResult:
 def _release(old: Parts, res: StepResult) -> StepResult:
     """Delete the spilled batches of a stage's input that its output does not reuse (the
     pipeline never reads a stage's input again): disk use stays about two copies."""
-    keep = {p for p in res.kept.parts if isinstance(p, Path)} if isinstance(res.kept, Parts) else set()
+    keep = {file_of(p) for p in res.kept.parts} if isinstance(res.kept, Parts) else set()
     for p in old.parts:
-        if isinstance(p, Path) and p not in keep:
-            p.unlink(missing_ok=True)
+        path = file_of(p)
+        if path is not None and path not in keep:
+            path.unlink(missing_ok=True)
     _trim()
     return res
 
@@ -382,9 +441,12 @@ def _libc() -> Any:
 _LIBC = _libc()
 
 
-def _unlink(p: Part) -> None:
-    if isinstance(p, Path):
-        p.unlink(missing_ok=True)
+def _replaced(p: Part, out: Part) -> None:
+    """Delete the file of a stage's input batch ``p`` once its output ``out`` is written,
+    unless ``out`` still reads from it."""
+    path = file_of(p)
+    if path is not None and path != file_of(out):
+        path.unlink(missing_ok=True)
 
 
 def _discard(kept: Parts, removed: pl.DataFrame | RemovedParts) -> None:

@@ -129,6 +129,10 @@ class Step:
     scopes: ClassVar[tuple[str, ...]] = ("source", "mix")  # where the step may appear
     # how per-batch ``Mapped.info`` dicts add up (``mixer.infos.merge_infos`` rules)
     info_rules: ClassVar[dict[str, str]] = {}
+    # what ``apply`` keeps (``map``, for a step that is not global) is rows of its batch as
+    # they were, less columns this step's ``map`` added: the local engine then reads them
+    # back from the batch's spilled file instead of writing them again
+    keeps_rows: ClassVar[bool] = False
 
     def __init__(self, config: StepConfig):
         self.config = config

@@ -43,6 +43,7 @@ MATCH = pl.Struct({"inst": pl.Int32, "coverage": pl.Float32, "n_ngrams": pl.Int6
 @register
 class Decontaminate(Step):
     name = "decontaminate"
+    keeps_rows = True
     Config = DecontamConfig
     scopes = ("mix",)
     info_rules = {"tokens": SUM, "distinct": SUM, "match_s": SUM}

@@ -52,6 +52,7 @@ def key_hashes(key: pl.Expr) -> list[pl.Expr]:
 @register
 class ExactDedup(Step):
     name = "exact_dedup"
+    keeps_rows = True
     Config = ExactConfig
 
     @property

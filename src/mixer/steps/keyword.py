@@ -43,6 +43,7 @@ class KeywordConfig(StepConfig):
 @register
 class KeywordFilter(Step):
     name = "keyword_filter"
+    keeps_rows = True
     Config = KeywordConfig
     info_rules = {"exempt_hits": SUM}
 

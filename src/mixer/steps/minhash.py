@@ -33,6 +33,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, model_validator
 
+from mixer.cpus import usable_cpus
 from mixer.dedup import clusters as cl
 from mixer.dedup.jaccard import pair_jaccard, ranges, sorted_unique, unique_inverse, unique_sets
 from mixer.dedup.lsh import (
@@ -110,6 +111,7 @@ class MinHashConfig(StepConfig):
 @register
 class MinHashDedup(Step):
     name = "minhash"
+    keeps_rows = True
     Config = MinHashConfig
     scopes = ("source", "mix")
     info_rules = {"signed": "sum"}
@@ -200,7 +202,8 @@ class MinHashDedup(Step):
         for side in (0, 1):
             group_of[np.searchsorted(ends, edges[:, side])] = edge_group
         del edge_group
-        store = _fetch_endpoints(ctx, rep_rows[ends], _Endpoints(ends, group_of, len(groups), params.num_perm, cfg.verify == "exact", _folder(ctx)))
+        store = _fetch_endpoints(ctx, rep_rows[ends], _Endpoints(ends, group_of, len(groups), params.num_perm, cfg.verify == "exact", _folder(ctx),
+                                                             cfg.threads or usable_cpus()))
         timings["endpoints"] = time.perf_counter() - t
         t = time.perf_counter()
         checks, kept_edges, exact = 0, [], []
@@ -268,8 +271,8 @@ class _Group:
     pairs asked about, a slice of pairs at a time."""
 
     def __init__(self, ends: np.ndarray, pos: np.ndarray, sig: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
-                 values: np.ndarray | None, set_file: Any = None):
-        self.ends, self.pos, self.sig = ends, pos, sig
+                 values: np.ndarray | None, set_file: Any = None, threads: int = 1):
+        self.ends, self.pos, self.sig, self.threads = ends, pos, sig, threads
         self.starts, self.sizes, self.values, self.set_file = starts, sizes, values, set_file
 
     def _rows(self, records: np.ndarray) -> np.ndarray:
@@ -277,22 +280,25 @@ class _Group:
 
     def estimate(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Signature estimates, in slices (two gathered (pairs x num_perm) blocks at once
-        would take gigabytes)."""
+        would take gigabytes), ``threads`` slices at a time."""
         out = np.zeros(len(a))
-        for k in range(0, len(a), ESTIMATE_PAIRS):
+
+        def one(k: int) -> None:
             out[k:k + ESTIMATE_PAIRS] = similarity(self.sig[self._rows(a[k:k + ESTIMATE_PAIRS])], self.sig[self._rows(b[k:k + ESTIMATE_PAIRS])])
+
+        list(parallel_map(one, list(range(0, len(a), ESTIMATE_PAIRS)), self.threads))
         return out
 
     def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ra, rb = self._rows(a), self._rows(b)
         if self.values is not None:
-            return pair_jaccard(self.starts, self.sizes, self.values, ra, rb)
+            return pair_jaccard(self.starts, self.sizes, self.values, ra, rb, self.threads)
         out = np.zeros(len(a))
         for k in range(0, len(a), ESTIMATE_PAIRS):
             rows, inv = unique_inverse(np.concatenate([ra[k:k + ESTIMATE_PAIRS], rb[k:k + ESTIMATE_PAIRS]]))
             starts, values = _read_rows(self.set_file, self.starts[rows], self.sizes[rows])
             half = len(inv) // 2
-            out[k:k + ESTIMATE_PAIRS] = pair_jaccard(starts, self.sizes[rows], values, inv[:half], inv[half:])
+            out[k:k + ESTIMATE_PAIRS] = pair_jaccard(starts, self.sizes[rows], values, inv[:half], inv[half:], self.threads)
         return out
 
 
@@ -303,8 +309,9 @@ class _Endpoints:
     Read whole per group rather than mapped: random access to a mapped file pulls its
     neighbours' pages in too, and the resident set grows to the whole file."""
 
-    def __init__(self, ends: np.ndarray, group_of: np.ndarray, groups: int, num_perm: int, with_sets: bool, folder: Path | None):
-        self.ends, self.group_of = ends, group_of
+    def __init__(self, ends: np.ndarray, group_of: np.ndarray, groups: int, num_perm: int, with_sets: bool, folder: Path | None,
+                 threads: int = 1):
+        self.ends, self.group_of, self.threads = ends, group_of, threads
         self.num_perm, self.with_sets = num_perm, with_sets
         self.sig_files = [tempfile.TemporaryFile(dir=folder) for _ in range(groups)]
         self.set_files = [tempfile.TemporaryFile(dir=folder) for _ in range(groups)] if with_sets else []
@@ -343,7 +350,7 @@ class _Endpoints:
         values = _read(self.set_files[g], np.uint32, int(self.written[g])) if self.with_sets and not in_file else None
         if in_file:
             self.set_files[g].flush()
-        return _Group(self.ends[mine], self.pos[mine], sig, starts, sizes, values, self.set_files[g] if in_file else None)
+        return _Group(self.ends[mine], self.pos[mine], sig, starts, sizes, values, self.set_files[g] if in_file else None, self.threads)
 
 
 def _read(f: Any, dtype: type, count: int) -> np.ndarray:

@@ -87,6 +87,7 @@ def _lookup(groups: pl.Series, table: dict, dtype: pl.DataType, default: object)
 @register
 class Sample(Step):
     name = "sample"
+    keeps_rows = True
     Config = SampleConfig  # type: ignore[assignment]
 
     @property

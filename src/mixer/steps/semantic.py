@@ -153,6 +153,7 @@ class SemanticDedup(Step):
     file), searches, clusters and names the removals; ``apply`` removes them."""
 
     name = "semantic"
+    keeps_rows = True
     Config = SemanticConfig
     scopes = ("source", "mix")
     info_rules = {"embedded": SUM, "from_cache": SUM, "seconds.*": SUM}
