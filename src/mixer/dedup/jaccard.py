@@ -5,9 +5,9 @@ Also sort-based stand-ins for ``np.unique``: in numpy 2.4 it takes a hash-table 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
+
+from mixer.cpus import parallel_map
 
 
 def sorted_unique(x: np.ndarray, in_place: bool = False) -> np.ndarray:
@@ -105,12 +105,7 @@ def pair_jaccard(starts: np.ndarray, sizes: np.ndarray, values: np.ndarray, a: n
         s, e = bound
         inter[s:e] = _intersections(starts, values, a[s:e], b[s:e], la[s:e], lb[s:e])
 
-    if threads > 1 and len(bounds) > 1:
-        with ThreadPoolExecutor(min(threads, len(bounds))) as pool:
-            list(pool.map(one, bounds))
-    else:
-        for bound in bounds:
-            one(bound)
+    list(parallel_map(one, bounds, min(threads, len(bounds))))
     union = la + lb - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 

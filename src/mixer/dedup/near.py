@@ -14,8 +14,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from mixer.cpus import usable_cpus
+from mixer.cpus import parallel_map, usable_cpus
 from mixer.dedup import lsh
 from mixer.dedup.jaccard import pair_jaccard, set_fingerprints, sorted_unique, unique_sets
 from mixer.dedup.progress import progress_task
@@ -200,14 +198,6 @@ def compute_signatures(frame: pl.DataFrame, params: MinHashParams, threads: int 
         if sets is not None:
             sets.finish()
     return Signatures(sig, keys, nonempty, lengths, sets, folder)
-
-
-def parallel_map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> Iterator[Any]:
-    if threads <= 1 or len(items) <= 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        yield from pool.map(fn, items)
 
 
 def band_candidates(keys: np.ndarray, nonempty: np.ndarray, progress: Any = None, threads: int | None = None) -> np.ndarray:

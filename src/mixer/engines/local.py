@@ -317,8 +317,12 @@ class LocalEngine:
             batch = read_part(p)
             m = step.map(batch, ctx)
             kept = conform(m.kept) if not step.is_global else m.kept
-            # a global step's map usually keeps its batch as it is: the file is reused
-            out = p if m.kept is batch else self._keep(p, batch, kept) if step.keeps_rows and not step.is_global else self._part(kept)
+            if m.kept is batch:  # a global step's map usually keeps its batch as it is: the file is reused
+                out = p
+            elif step.keeps_rows and not step.is_global:
+                out = self._keep(p, batch, kept)
+            else:
+                out = self._part(kept)
             _replaced(p, out)  # read for the last time: disk holds one copy of the stage's batches
             check_removed_ids(batch, m.removed, where)
             return (out, kept.height, _counts(kept)), with_content(m.removed, batch), m.info, m.keys

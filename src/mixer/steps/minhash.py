@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from mixer.cpus import usable_cpus
+from mixer.cpus import parallel_map, usable_cpus
 from mixer.dedup import clusters as cl
 from mixer.dedup.jaccard import pair_jaccard, ranges, sorted_unique, unique_inverse, unique_sets
 from mixer.dedup.lsh import (
@@ -50,7 +50,6 @@ from mixer.dedup.near import (
     band_candidates,
     chunk_bounds,
     normalized_texts,
-    parallel_map,
     resolve,
 )
 from mixer.dedup.progress import progress_task
