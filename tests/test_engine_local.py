@@ -129,7 +129,7 @@ def test_fetch_by_rows_reads_only_the_batches_that_hold_them(tmp_path: Path) -> 
         def map(self, batch: pl.DataFrame, ctx: StepContext) -> Mapped:
             return Mapped(batch, keys=batch.select("id"))
 
-        def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict) -> Decision:
+        def decide(self, keys: pl.LazyFrame, ctx: StepContext, info: dict) -> Decision:
             seen: list[int] = []
 
             def fn(b: pl.DataFrame) -> pl.DataFrame:
@@ -137,7 +137,7 @@ def test_fetch_by_rows_reads_only_the_batches_that_hold_them(tmp_path: Path) -> 
                 return b.select("id", "n")
 
             got = pl.concat(list(ctx.fetch(fn, columns=["id", "n"], rows=np.array([0, 9, 10, 11, 95]))))
-            return Decision(info={"got": got["id"].to_list(), "keys": keys["id"].gather([0, 9, 10, 11, 95]).to_list(), "calls": seen})
+            return Decision(info={"got": got["id"].to_list(), "keys": keys.collect()["id"].gather([0, 9, 10, 11, 95]).to_list(), "calls": seen})
 
         def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
             return batch, pl.DataFrame()

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from helpers import alpaca_rows, write_jsonl, write_spec
+from helpers import alpaca_rows, dedup_decontam_spec, same_build, untimed, write_jsonl, write_spec
 from mixer.pipeline import build
 from mixer.spec import load_spec
 
@@ -42,64 +42,16 @@ def cluster() -> str:
         c.stop()
 
 
-def _same_build(a: Path, b: Path, side_files: tuple[str, ...] = ()) -> None:
-    """Identical outputs and ledger; only timings and the engine note may differ."""
-    for f in ("mixture.parquet", "removed.parquet", *side_files):
-        assert (a / f).read_bytes() == (b / f).read_bytes(), f
-    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
-    assert _untimed(ma["steps"]) == _untimed(mb["steps"])
-    assert _untimed(ma["sources"]) == _untimed(mb["sources"])
-    assert ma["files"]["mixture.parquet"]["sha256"] == mb["files"]["mixture.parquet"]["sha256"]
-
-
-def _untimed(obj):
-    if isinstance(obj, dict):
-        return {k: _untimed(v) for k, v in obj.items() if k not in ("seconds", "timings")}
-    if isinstance(obj, list):
-        return [_untimed(v) for v in obj]
-    return obj
-
-
 @pytest.mark.parametrize("block_rows", [3, None])
 def test_sample_spec_same_as_local(cluster: str, repo: Path, tmp_path: Path, block_rows: int | None) -> None:
     spec = load_spec(repo / "mixtures" / "sample.yaml")
     local = build(spec, tmp_path / "local")
     engine = RayEngine(address=cluster, block_rows=block_rows)
     res = build(spec, tmp_path / "ray", engine=engine)
-    _same_build(local.output, res.output)
+    same_build(local.output, res.output)
     assert res.manifest["engine"]["name"] == "ray" and res.manifest["engine"]["nodes"] == 2
     if block_rows == 3:  # 3-row blocks: repeat copies and duplicates straddle block edges
         assert len(engine.nodes_used) == 2, "block tasks should run on both nodes"
-
-
-def _dedup_spec(folder: Path, data: Path) -> Path:
-    train, evals = data / "train", data / "eval"
-    t0 = train / "self_instruct/data/finetuning/t0_train_50k/data_per_template"
-    spec = {
-        "name": "dedup_decontam", "seed": 7,
-        "sources": {
-            # new_codealpaca holds the same triples as gpteacher's Codegen file: cross-source duplicates
-            "codealpaca": {"load": {"path": str(train / "codealpaca/data/new_codealpaca.json")}, "format": "alpaca",
-                           "steps": [{"keyword_filter": {"preset": "tulu_v2"}}, {"exact_dedup": {}}]},
-            "gpteacher": {"load": {"path": str(train / "gpteacher/Codegen/codegen-instruct.json")},
-                          "format": {"name": "alpaca", "output": "response"}},
-            "alpaca": {"load": {"path": str(train / "alpaca_1k/alpaca_data_1k.json")}, "format": "alpaca", "sample": {"n": 800}},
-            # answers to the AlpacaEval prompts: contaminated by construction; upsampled copies
-            "evalout": {"load": {"path": str(train / "alpaca_eval_outputs/results/text_davinci_003/model_outputs.json")},
-                        "format": {"name": "alpaca", "output": "output"}, "sample": {"repeat": 2}},
-            # many templates of one task: near-duplicates
-            "t0": {"load": {"path": str(t0 / "adversarial_qa_*.jsonl")},
-                   "format": {"name": "alpaca", "instruction": "prompt", "input": None, "output": "completion"},
-                   "steps": [{"minhash": {"threshold": 0.9, "verify": "signature"}}],
-                   "sample": {"fraction": 0.5}},
-        },
-        "mix": [
-            {"exact_dedup": {}},
-            {"minhash": {"threshold": 0.7, "verify": "exact"}},
-            {"decontaminate": {"evals": ["alpaca_eval", "gsm8k"], "eval_dir": str(evals), "rule": "tulu3"}},
-        ],
-    }
-    return write_spec(folder, spec)
 
 
 class RecordSpy:
@@ -137,7 +89,7 @@ class RecordSpy:
 @pytest.mark.shared_data
 def test_dedup_and_decontamination_spec_same_as_local(cluster: str, shared_data: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = load_spec(_dedup_spec(tmp_path, shared_data))
+    spec = load_spec(dedup_decontam_spec(tmp_path, shared_data))
     local = build(spec, tmp_path / "local")
     engine = RayEngine(address=cluster, block_rows=700)
     spy = RecordSpy(monkeypatch)
@@ -146,11 +98,11 @@ def test_dedup_and_decontamination_spec_same_as_local(cluster: str, shared_data:
     # the driver saw keys, decisions and compact ledger columns, never a record
     assert spy.fetches > 10 and spy.tables == []
     assert len(engine.nodes_used) == 2, "block tasks should run on both nodes"
-    _same_build(local.output, res.output, ("dedup/minhash.clusters.parquet", "dedup/minhash-2.clusters.parquet", "contamination_matches.parquet"))
+    same_build(local.output, res.output, ("dedup/minhash.clusters.parquet", "dedup/minhash-2.clusters.parquet", "contamination_matches.parquet"))
     reasons = set(res.removed["reason"].to_list())
     assert {"exact_duplicate", "near_duplicate", "contaminated", "keyword", "not_sampled"} <= reasons
     a, b = (json.loads((d / "contamination.json").read_text()) for d in (local.output, res.output))
-    assert _untimed(a) == _untimed(b)
+    assert untimed(a) == untimed(b)
     # the real overlaps were found, not just matched between engines
     assert res.removed.filter(pl.col("source") == "gpteacher")["reason"].to_list().count("exact_duplicate") > 4000
     assert res.manifest["sources"]["evalout"]["kept"] == 0
@@ -200,7 +152,7 @@ def test_cli_build_with_ray_engine(cluster: str, repo: Path, tmp_path: Path) -> 
                                  "--engine", "ray", "--address", cluster])
     assert r.exit_code == 0, r.output
     local = build(load_spec(repo / "mixtures" / "sample.yaml"), tmp_path / "local")
-    _same_build(local.output, out)
+    same_build(local.output, out)
     assert ray.is_initialized()  # the CLI did not shut down a connection it did not open
 
 
@@ -231,7 +183,7 @@ def test_steps_unknown_to_workers_run_gathered(cluster: str, tmp_path: Path) -> 
         s = load_spec(write_spec(tmp_path, spec))
         local = build(s, tmp_path / "local")
         res = build(s, tmp_path / "ray", engine=RayEngine(address=cluster, block_rows=4))
-        _same_build(local.output, res.output)
+        same_build(local.output, res.output)
         assert res.mixture.height == 15
     finally:
         STEPS.pop("_test_drop_odd", None)
@@ -255,7 +207,7 @@ def test_sources_and_builds_on_shared_storage_urls(cluster: str, repo: Path, tmp
     s = load_spec(write_spec(tmp_path, spec), check_files=False)
     local = build(s, tmp_path / "local")
     res = build(s, tmp_path / "ray", engine=RayEngine(address=cluster, block_rows=4))
-    _same_build(local.output, res.output)
+    same_build(local.output, res.output)
     bad = res.removed.filter(pl.col("reason") == "malformed_json")["detail"].item()
     assert bad.startswith(f"file://{data}/part-1.jsonl:10"), bad  # the URL, not a staging folder
     assert res.manifest["sources"]["a"]["inputs"][0]["path"] == f"file://{data}/part-0.jsonl"
@@ -302,7 +254,7 @@ def test_whole_source_formats_token_steps_and_grouped_samples(cluster: str, shar
     s = load_spec(write_spec(tmp_path, spec))
     local = build(s, tmp_path / "local")
     res = build(s, tmp_path / "ray", engine=RayEngine(address=cluster, block_rows=97))
-    _same_build(local.output, res.output)
+    same_build(local.output, res.output)
     steps = {(e["scope"], e["step"]): e for e in res.manifest["steps"]}
     assert steps[("code", "max_tokens")]["info"]["dropped"] > 0
     assert steps[("chat", "max_tokens")]["info"]["truncated"] > 0
@@ -318,7 +270,7 @@ def test_full_collection_flan_draw_same_as_local(cluster: str, repo: Path, tmp_p
     local = build(spec, tmp_path / "local")
     engine = RayEngine(address=cluster, block_rows=50)
     res = build(spec, tmp_path / "ray", engine=engine)
-    _same_build(local.output, res.output)
+    same_build(local.output, res.output)
     assert res.manifest["records"] == sum(SMALL.values()) and len(engine.nodes_used) == 2
 
 

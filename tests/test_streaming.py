@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from helpers import alpaca_rows, write_jsonl, write_spec
+from helpers import alpaca_rows, dedup_decontam_spec, same_build, write_jsonl, write_spec
 from mixer.engines import LocalEngine
 from mixer.pipeline import build
 from mixer.records import sft_frame
@@ -59,6 +59,54 @@ def test_batch_sizes_and_threads_give_the_same_bytes(tmp_path: Path) -> None:
         assert _files(out.output) == _files(ref.output), (batch_rows, threads, key_rows)
 
 
+def test_keys_past_the_budget_spill_and_decide_scans_them(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a budget of 2000 key rows, the keys of exact dedup, minhash, decontamination and
+    a fractional sample go to spill files that ``decide`` scans (exact dedup a hash
+    partition of about 2000 rows at a time). The build is byte-identical to one that holds
+    every key, and no key file outlives its stage (the reduce of a sample of n:
+    ``test_a_sample_of_n_holds_few_keys_whatever_the_budget``)."""
+    from mixer.engines import local
+    from mixer.steps import exact
+
+    spec = load_spec(dedup_decontam_spec(tmp_path, shared_data))
+    held = build(spec, tmp_path / "held", engine=LocalEngine(batch_rows=500))
+    stages: list[tuple[str, int, int]] = []  # (step, key files, key rows)
+    files: list[Path] = []
+    hand_over, delete = local.KeyBuffer.hand_over, local.KeyBuffer.delete
+
+    def counted(self: local.KeyBuffer) -> pl.LazyFrame:
+        assert all(f.exists() for f in self.files)
+        files.extend(self.files)
+        keys = hand_over(self)
+        stages.append((self.step.name, len(self.files), keys.select(pl.len()).collect().item()))
+        return keys
+
+    def deleted(self: local.KeyBuffer) -> None:
+        delete(self)
+        assert not any(f.exists() for f in self.files)
+
+    partitions: list[int] = []
+    key_partitions = exact.key_partitions
+
+    def parts(keys: pl.LazyFrame, column: str, ctx: StepContext):  # noqa: ANN202
+        for p in key_partitions(keys, column, ctx):
+            partitions.append(p.height)
+            yield p
+
+    monkeypatch.setattr(local.KeyBuffer, "hand_over", counted)
+    monkeypatch.setattr(local.KeyBuffer, "delete", deleted)
+    monkeypatch.setattr(exact, "key_partitions", parts)
+    spilled = build(spec, tmp_path / "spilled", engine=LocalEngine(batch_rows=500, key_rows=2000))
+    same_build(held.output, spilled.output, ("dedup/minhash.clusters.parquet", "dedup/minhash-2.clusters.parquet", "contamination_matches.parquet"))
+    by_step = {name: [(n, rows) for s, n, rows in stages if s == name] for name, _, _ in stages}
+    for name in ("exact_dedup", "minhash", "decontaminate"):
+        assert any(n > 1 and rows > 2000 for n, rows in by_step[name]), (name, by_step[name])
+    assert any(n >= 1 for n, _ in by_step["sample"]), by_step["sample"]  # t0's fraction: every key kept, so spilled
+    assert (0, 1000) in by_step["sample"]  # alpaca's 1000 keys: within the budget, held
+    assert len(partitions) > 4 and max(partitions) < 2 * 2000 and sum(partitions) == sum(rows for _, rows in by_step["exact_dedup"])
+    assert files and not any(f.exists() for f in files)
+
+
 def test_changing_one_source_leaves_another_selection_unchanged(tmp_path: Path) -> None:
     first = build(load_spec(_spec(tmp_path, mix=False)), tmp_path / "one")
     write_jsonl(tmp_path / "b.jsonl", _rows(1800, "qb")[:900] + alpaca_rows(400, "other"))
@@ -104,7 +152,7 @@ def test_reduce_keeps_the_decision() -> None:
         assert keys is not None
         reduced = step.reduce(pl.concat([step.reduce(keys.slice(0, 1000), ctx), keys.slice(1000)]), ctx)
         assert reduced.height < keys.height
-        assert step.decide(reduced, ctx, {}).data == step.decide(keys, ctx, {}).data
+        assert step.decide(reduced.lazy(), ctx, {}).data == step.decide(keys.lazy(), ctx, {}).data
 
 
 def test_a_sample_of_n_holds_few_keys_whatever_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

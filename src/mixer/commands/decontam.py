@@ -216,7 +216,7 @@ def decontaminate_cmd(
                 infos.append(m.info)
         rejected.append(bad)
     rdir = report_dir or _default_output(files[0]).with_suffix("").with_suffix(".contamination")
-    decision = step.decide(pl.concat(keys) if keys else pl.DataFrame(), StepContext(work_dir=rdir), merge_infos(infos, step.info_rules))
+    decision = step.decide((pl.concat(keys) if keys else pl.DataFrame()).lazy(), StepContext(work_dir=rdir), merge_infos(infos, step.info_rules))
     del keys
 
     # pass 2: read the files again, write what stays and the ledger

@@ -7,7 +7,8 @@ about ``batch_rows`` x ``threads`` batches, whatever the size of the source.
 
 Steps written as pieces run as ``map`` on every batch (on ``threads`` threads, results
 taken in batch order), ``decide`` once on the keys (``reduce``d whenever more than
-``key_rows`` of them are held) and ``apply`` on every batch. Formats that are row-local
+``key_rows`` of them are held, and spilled to ``spill/`` when the reduce leaves too many;
+``decide`` scans them from there) and ``apply`` on every batch. Formats that are row-local
 run per batch, the others on the whole source; steps not yet split into pieces
 (``Step.splits()`` false) run gathered, on the whole frame. The output does not depend on
 ``batch_rows`` or ``threads``.
@@ -327,30 +328,20 @@ class LocalEngine:
             check_removed_ids(batch, m.removed, where)
             return (out, kept.height, _counts(kept)), with_content(m.removed, batch), m.info, m.keys
 
-        # map results are taken as they come: keys are reduced and ledger rows spilled past the budget
+        # map results are taken as they come: keys are reduced and spilled, ledger rows spilled, past the budget
         ledger = self._ledger()
-        outs, infos, held, n = [], [], [], 0
-        hint = step.held_keys()
-        limit = self.key_rows if hint is None else min(self.key_rows, hint)
+        outs, infos = [], []
+        keys = KeyBuffer(step, ctx, self.key_rows, self.spill_dir, self._n, self._compression)
         for out, gone, minfo, mkeys in self._imap(mapped, frame.parts):
             outs.append(out)
             infos.append(minfo)
             ledger.add(gone)
-            if mkeys is None:
-                continue
-            held.append(detached(mkeys))
-            n += mkeys.height
-            if n > limit:
-                held = [step.reduce(pl.concat(held), ctx)]
-                n = held[0].height
-                if hint is not None:  # reduce again once the held keys have doubled
-                    limit = min(self.key_rows, max(hint, 2 * n))
+            if mkeys is not None:
+                keys.add(mkeys)
         info = merge_infos(infos, step.info_rules)
         if not step.is_global:
             return StepResult(_assemble(outs, frame.kind), ledger.result(), info)
         parts = [o[0] for o in outs]
-        handed = [pl.concat(held) if held else pl.DataFrame()]
-        del held
 
         starts = np.cumsum([0] + [o[1] for o in outs])
 
@@ -363,7 +354,10 @@ class LocalEngine:
             return self._imap(lambda i: detached(fn(fetch_view(read_part(parts[i], columns), int(starts[i]), None, rows))), list(todo))
 
         # the keys are handed over (no reference kept here), so decide can free what it has used
-        decision = step.decide(handed.pop(), dataclasses.replace(ctx, fetch=fetch), info)
+        try:
+            decision = step.decide(keys.hand_over(), dataclasses.replace(ctx, fetch=fetch, held_rows=self.key_rows), info)
+        finally:
+            keys.delete()
 
         def applied(p: Part) -> tuple[tuple[Part, int, dict[str, int]], pl.DataFrame]:
             batch = read_part(p)
@@ -470,6 +464,48 @@ def _assemble(parts: list[tuple[Part, int, dict[str, int]]], kind: str) -> Parts
     """A frame from (batch, rows, counts); empty batches are dropped, one kept for an empty frame."""
     keep = [p for p in parts if p[1]] or parts[:1]
     return Parts([p[0] for p in keep], sum(p[1] for p in keep), add_counts([p[2] for p in keep]), kind)
+
+
+class KeyBuffer:
+    """A stage's keys for ``decide`` in canonical order: held while they are at most
+    ``key_rows`` (or the step's ``held_keys``), ``reduce``d by the step past that, and
+    what the reduce leaves above half the limit goes to an Arrow IPC file in the spill
+    folder. ``hand_over`` gives them as one LazyFrame: the files scanned, then the rest."""
+
+    def __init__(self, step: Step, ctx: StepContext, key_rows: int, spill_dir: Path | None, names: Iterator[int],
+                 compression: Callable[[], str]):
+        self.step, self.ctx, self.key_rows, self.spill_dir, self.names, self.compression = step, ctx, key_rows, spill_dir, names, compression
+        self.hint = step.held_keys()
+        self.limit = key_rows if self.hint is None else min(key_rows, self.hint)
+        self.held: list[pl.DataFrame] = []
+        self.n = 0
+        self.files: list[Path] = []
+
+    def add(self, keys: pl.DataFrame) -> None:
+        self.held.append(detached(keys))
+        self.n += keys.height
+        if self.n <= self.limit:
+            return
+        reduced = self.step.reduce(pl.concat(self.held), self.ctx)
+        if self.spill_dir is not None and reduced.height > self.limit // 2:
+            path = self.spill_dir / f"{next(self.names):07d}.keys.arrow"
+            reduced.write_ipc(path, compression=self.compression())  # type: ignore[arg-type]
+            self.files.append(path)
+            self.held, self.n = [], 0
+            return
+        self.held, self.n = [reduced], reduced.height
+        if self.hint is not None:  # reduce again once the held keys have doubled
+            self.limit = min(self.key_rows, max(self.hint, 2 * self.n))
+
+    def hand_over(self) -> pl.LazyFrame:
+        """Every key, the buffer keeping no reference to the ones it held."""
+        parts = [pl.scan_ipc(f) for f in self.files] + [h.lazy() for h in self.held]
+        self.held = []
+        return pl.concat(parts) if parts else pl.LazyFrame()
+
+    def delete(self) -> None:
+        for f in self.files:
+            f.unlink(missing_ok=True)
 
 
 class LedgerBuffer:

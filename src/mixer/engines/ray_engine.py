@@ -280,7 +280,7 @@ class RayEngine:
             out, _, _ = self._map(mapped, ops.FetchOp(fn, columns, rows), None, "raw", merge=False)
             return iter_blocks(out)
 
-        decision = step.decide(pl.concat(keys) if keys else pl.DataFrame(), dataclasses.replace(ctx, fetch=fetch), info)
+        decision = step.decide((pl.concat(keys) if keys else pl.DataFrame()).lazy(), dataclasses.replace(ctx, fetch=fetch), info)
         kept, applied, _ = self._map(mapped, ops.ApplyOp(step, decision, remote, self.cwd), {}, frame.kind, merge=False)
         return self._hand_over(kept, [ledger, applied], decision.info)
 

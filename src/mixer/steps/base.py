@@ -2,7 +2,9 @@
 
 - ``map(batch) -> Mapped(kept, removed, keys, info)``: per batch, on any worker;
 - ``decide(keys) -> Decision``: once per stage, on the compact keys of every batch in
-  canonical order (ids, hashes, ranks, matches; never whole records);
+  canonical order (ids, hashes, ranks, matches; never whole records), as a LazyFrame: the
+  local engine spills keys past its budget to disk and hands them over as a scan, so a
+  step collects only the columns (or, by hash partition, the rows) it needs at once;
 - ``apply(batch, decision) -> (kept, removed)``: per batch again.
 
 Row-local steps have only ``map``. ``run`` is the one-batch schedule of the same pieces,
@@ -64,6 +66,9 @@ class StepContext:
     # given, and batches without any are skipped) and yields the frames in batch order as
     # they come (``fetched`` joins them into one); ``fetch_view`` is what each batch gives
     fetch: Callable[..., Iterator[pl.DataFrame]] | None = None
+    # key rows ``decide`` may hold at once (the engine's budget): a step that groups its
+    # keys works through them by hash partitions of about this many rows; None: no bound
+    held_rows: int | None = None
 
     def rng(self, *names: str) -> np.random.Generator:
         return rng_for(self.seed, self.scope, *names)
@@ -86,6 +91,19 @@ def fetch_view(batch: pl.DataFrame, offset: int, columns: list[str] | None = Non
         lo, hi = np.searchsorted(rows, [offset, offset + batch.height])
         batch = batch[rows[lo:hi] - offset]
     return batch if columns is None else batch.select(columns)
+
+
+def key_partitions(keys: pl.LazyFrame, column: str, ctx: StepContext) -> Iterator[pl.DataFrame]:
+    """``keys`` collected a hash partition at a time (by an integer hash ``column``), each
+    at most about ``ctx.held_rows`` rows and in canonical order: rows that share the column's
+    value are in one partition. One partition when there is no bound or the keys fit it."""
+    rows = keys.select(pl.len()).collect().item()
+    parts = max(1, -(-rows // ctx.held_rows)) if ctx.held_rows else 1
+    if parts == 1:
+        yield keys.collect()
+        return
+    for p in range(parts):
+        yield keys.filter(pl.col(column) % parts == p).collect(engine="streaming")
 
 
 def fetched(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
@@ -163,8 +181,9 @@ class Step:
         them to a few (a sample of n); None: the engine's memory budget decides."""
         return None
 
-    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:  # pragma: no cover
-        """``info``: the batches' ``Mapped.info`` merged; ``Decision.info`` is the stage's."""
+    def decide(self, keys: pl.LazyFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:  # pragma: no cover
+        """``keys``: every batch's keys in canonical order (no columns when no batch reached
+        the step); ``info``: the batches' ``Mapped.info`` merged; ``Decision.info`` is the stage's."""
         raise NotImplementedError
 
     def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:  # pragma: no cover
@@ -177,7 +196,7 @@ class Step:
         if not self.is_global:
             return StepResult(m.kept, m.removed, m.info)
         whole = dataclasses.replace(ctx, fetch=lambda fn, columns=None, rows=None: iter([fn(fetch_view(m.kept, 0, columns, rows))]))
-        d = self.decide(m.keys if m.keys is not None else pl.DataFrame(), whole, m.info)
+        d = self.decide((m.keys if m.keys is not None else pl.DataFrame()).lazy(), whole, m.info)
         kept, removed = self.apply(m.kept, d, ctx)
         ledger = pl.concat([m.removed, removed]) if m.removed.height else removed
         return StepResult(kept, ledger, d.info)

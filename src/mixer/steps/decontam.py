@@ -83,20 +83,20 @@ class Decontaminate(Step):
         info = {"tokens": res.tokens, "distinct": res.distinct, "match_s": res.timings.get("match_s", 0.0)}
         return Mapped(batch, keys=keys, info=info)
 
-    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
-        """The local policy (``mixer.decontam.apply.decide``) on ids, sources and matches."""
+    def decide(self, keys: pl.LazyFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
+        """The local policy (``mixer.decontam.apply.decide``) on ids, sources and matches
+        (collected whole: a source over the limit leaves with every id)."""
         self.prepare(ctx)
         assert self.index is not None
         t0 = time.perf_counter()
-        if keys.height == 0:
-            keys = pl.DataFrame(schema={"id": pl.Utf8, "source": pl.Utf8, "m": pl.List(MATCH)})
+        frame = keys.collect() if keys.collect_schema().len() else pl.DataFrame(schema={"id": pl.Utf8, "source": pl.Utf8, "m": pl.List(MATCH)})
         pairs = (
-            keys.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("rec"), "m").filter(pl.col("m").is_not_null())
+            frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("rec"), "m").filter(pl.col("m").is_not_null())
             .explode("m").unnest("m").select("rec", "inst", "coverage", "n_ngrams", "short")
         )
         timings = {"index_s": self.index_s, "match_s": float(info.get("match_s", 0.0))}
         res = MatchResult(pairs, self.index, timings, int(info.get("tokens", 0)), int(info.get("distinct", 0)))
-        out = decide(keys.select("id", "source"), self.index.evals, self.config, res, t0)  # type: ignore[arg-type]
+        out = decide(frame.select("id", "source"), self.index.evals, self.config, res, t0)  # type: ignore[arg-type]
         if ctx.work_dir is not None:
             report_io.write(ctx.work_dir, out.report, out.matches)
             out.info["files"] = [report_io.REPORT_FILE, report_io.MATCHES_FILE]

@@ -19,6 +19,7 @@ from mixer.steps.base import (
     Step,
     StepConfig,
     StepContext,
+    key_partitions,
     register,
     remove_listed,
 )
@@ -71,15 +72,18 @@ class ExactDedup(Step):
         keys = batch.select("id", "source", base_id().alias("_base"), *key_hashes(key))
         return Mapped(batch, keys=keys)
 
-    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict) -> Decision:
+    def decide(self, keys: pl.LazyFrame, ctx: StepContext, info: dict) -> Decision:
         """In each key group the earliest row's base id is kept (keys come in canonical
-        order); every row with another base id is a duplicate of it."""
-        if keys.height == 0:
+        order); every row with another base id is a duplicate of it. Groups are taken a hash
+        partition at a time (``key_partitions``): a group never spans two."""
+        if not keys.collect_schema().len():
             return Decision(_dups_schema(), {"duplicates": 0, "cross_source": {}})
-        tagged = keys.with_columns(
-            pl.col("_base").first().over("_h1", "_h2").alias("kept_id"), pl.col("source").first().over("_h1", "_h2").alias("kept_source")
-        )
-        dups = tagged.filter(pl.col("kept_id") != pl.col("_base")).select("id", "source", "kept_id", "kept_source")
+        found = [
+            part.with_columns(pl.col("_base").first().over("_h1", "_h2").alias("kept_id"), pl.col("source").first().over("_h1", "_h2").alias("kept_source"))
+            .filter(pl.col("kept_id") != pl.col("_base")).select("id", "source", "kept_id", "kept_source")
+            for part in key_partitions(keys, "_h1", ctx)
+        ]
+        dups = pl.concat(found) if found else _dups_schema()
         pairs = dups.filter(pl.col("source") != pl.col("kept_source")).group_by("kept_source", "source").len().sort("kept_source", "source")
         return Decision(dups, {"duplicates": dups.height, "cross_source": {f"{a} <- {b}": n for a, b, n in pairs.iter_rows()}})
 

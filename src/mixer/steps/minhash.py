@@ -161,7 +161,7 @@ class MinHashDedup(Step):
         kept = batch.with_columns(_beside(first, sigs, set_parts if cfg.verify == "exact" else None))
         return Mapped(kept, keys=out, info={"signed": len(rows)})
 
-    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
+    def decide(self, keys: pl.LazyFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
         """Candidate edges from equal band keys; signatures (and, verified exactly, shingle
         sets) of the edge endpoints only, from a second pass over the batches (``ctx.fetch``);
         clusters, the keep policy, the cluster table and the removals by base id."""
@@ -169,19 +169,22 @@ class MinHashDedup(Step):
         params = cfg.params()
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        if not keys.width:  # no batch reached the step
-            keys = pl.DataFrame(schema={"id": pl.Utf8, "source": pl.Utf8, "_base": pl.Utf8, "_first": pl.Boolean, "_len": pl.Int64,
+        if not keys.collect_schema().len():  # no batch reached the step
+            keys = pl.LazyFrame(schema={"id": pl.Utf8, "source": pl.Utf8, "_base": pl.Utf8, "_first": pl.Boolean, "_len": pl.Int64,
                                         "_ne": pl.Boolean, **{f"_b{j}": pl.UInt64 for j in range(params.bands)}})
-        records = keys.height
+        # the keys are collected a few columns at a time (a spilled scan reads only those)
+        bases = keys.select("_first", "_base").collect()
+        records = bases.height
         # one row per base id: the first row of each (copies follow their record)
-        rep = keys.select(pl.col("_first") & pl.col("_base").is_first_distinct()).to_series()
+        rep = bases.select(pl.col("_first") & pl.col("_base").is_first_distinct()).to_series()
+        copies = bases["_base"].filter(~rep)  # the other rows' base ids: they leave with their record
+        del bases
         rep_rows = np.flatnonzero(rep.to_numpy())  # each representative's row in the stage (second passes take rows by it)
-        reps = keys.select("id", "source", "_len", "_ne").filter(rep)
+        reps = keys.select("id", "source", "_len", "_ne").collect().filter(rep)
         n = reps.height
         bands = np.zeros((params.bands, n), np.uint64)
         for j in range(params.bands):  # band by band: the key columns are never copied whole
-            bands[j] = keys[f"_b{j}"].filter(rep).to_numpy()
-        copies = keys["_base"].filter(~rep)  # the other rows' base ids: they leave with their record
+            bands[j] = keys.select(f"_b{j}").collect().to_series().filter(rep).to_numpy()
         del keys, rep  # handed over by the engine: freed here
         rank = cl.keep_rank(reps["source"], reps["_len"].to_numpy(), cfg.keep, ctx.source_order, cfg.priority) if n else np.zeros(0, np.int64)
         nonempty = reps["_ne"].to_numpy() if n else np.zeros(0, bool)

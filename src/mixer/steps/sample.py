@@ -145,10 +145,11 @@ class Sample(Step):
             return None
         return max(100_000, 4 * (sum(c.n.values()) if isinstance(c.n, dict) else c.n))
 
-    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict) -> Decision:
-        """Per group: how many to take and the (rank, id) of the last one taken."""
+    def decide(self, keys: pl.LazyFrame, ctx: StepContext, info: dict) -> Decision:
+        """Per group: how many to take and the (rank, id) of the last one taken (a group's
+        ranks and ids are the most collected at once)."""
         c: SampleConfig = self.config  # type: ignore[assignment]
-        sizes = dict(keys.group_by("g").agg(pl.col("n").sum()).iter_rows()) if keys.height else {}
+        sizes = dict(keys.group_by("g").agg(pl.col("n").sum()).collect().iter_rows()) if keys.collect_schema().len() else {}
         named = sorted(c.n) if isinstance(c.n, dict) else []
         cut: dict[str, tuple[int, str] | None] = {}
         groups: dict[str, dict[str, int]] = {}
@@ -160,8 +161,8 @@ class Sample(Step):
             if take == 0:
                 cut[g] = None
             else:
-                rows = keys.filter((pl.col("g") == g) & pl.col("id").is_not_null()).sort("rank", "id")
-                last = rows.row(take - 1, named=True)
+                rows = keys.filter((pl.col("g") == g) & pl.col("id").is_not_null()).select("rank", "id").sort("rank", "id")
+                last = rows.slice(take - 1, 1).collect().row(0, named=True)
                 cut[g] = (int(last["rank"]), str(last["id"]))
         short = {g: v["requested"] - v["available"] for g, v in groups.items() if v["requested"] > v["available"]}
         if c.by is None:

@@ -197,7 +197,11 @@ class Select(Step):
         keys = keys.with_columns(pl.Series("_hi", text_key["hi"]), pl.Series("_lo", text_key["lo"]))
         return Mapped(batch, keys=keys, info={"computed": stats.computed, "seconds": stats.seconds})
 
-    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
+    def decide(self, keys: pl.LazyFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
+        """The keys collected whole (ids, topics, text keys: the pool's vectors are what is large)."""
+        return self._decide(keys.collect(), ctx, info)
+
+    def _decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
         """The picks over the whole pool (``keys`` in canonical order): a table of every
         pool record's id, whether it is kept, its meta payload or its ledger detail."""
         c: SelectConfig = self.config  # type: ignore[assignment]

@@ -231,7 +231,11 @@ class SemanticDedup(Step):
         seconds["embed"] = time.perf_counter() - t
         return Mapped(batch, keys=out, info={"embedded": stats.computed, "from_cache": stats.reused, "seconds": seconds})
 
-    def decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
+    def decide(self, keys: pl.LazyFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
+        """The keys collected whole (ids and text keys: their vectors are what is large)."""
+        return self._decide(keys.collect(), ctx, info)
+
+    def _decide(self, keys: pl.DataFrame, ctx: StepContext, info: dict[str, Any]) -> Decision:
         """Vectors of the distinct texts of the whole input (from the cache), pairs above the
         threshold, clusters, the keep policy, the cluster table and the removals by base id."""
         import shutil
