@@ -81,3 +81,58 @@ def test_hub_unreachable_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.M
     msg = str(e.value)
     assert "\n" not in msg
     assert "'allenai/definitely-not-cached'" in msg and "huggingface-cli download --repo-type dataset allenai/definitely-not-cached --revision abc123" in msg
+
+
+def test_compressed_parquet_streams_through_a_scratch_file(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .parquet.zst / .parquet.gz is decompressed as a stream into the scratch folder and
+    read by record batches from there: the same rows, origins naming the compressed file,
+    the compressed file's sha256, and nothing left in the scratch folder; a cut file is an
+    error naming it. Without a scratch folder it is read whole, with the same rows."""
+    import hashlib
+
+    from mixer import io as mio
+
+    rows = json.loads((shared_data / "train/alpaca_1k/alpaca_data_1k.json").read_text()) * 5
+    plain = tmp_path / "a.parquet"
+    pl.DataFrame(rows).write_parquet(plain, row_group_size=100)
+    data = plain.read_bytes()
+    (tmp_path / "b.parquet.zst").write_bytes(zstandard.ZstdCompressor().compress(data))
+    (tmp_path / "c.parquet.gz").write_bytes(gzip.compress(data))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    whole = load_files(["a.parquet"], tmp_path, "s").raw
+    seen: list[Path] = []
+    read = mio._iter_parquet
+
+    def spy(path: Path, batch_bytes: int, named: Path | None = None):  # noqa: ANN202
+        if named is not None:  # decompressed: read from a file that exists while it is read
+            seen.append(path)
+            assert path.exists()
+        yield from read(path, batch_bytes, named)
+
+    monkeypatch.setattr(mio, "_iter_parquet", spy)
+    for name in ("b.parquet.zst", "c.parquet.gz"):
+        parts = list(mio.iter_files([name], tmp_path, "s", batch_bytes=64 << 10, scratch=scratch))
+        assert len(parts) > 3, name  # record batches, not the file whole
+        got = pl.concat([p.raw for p in parts])
+        assert got.drop("_origin").equals(whole.drop("_origin")), name
+        assert got["_origin"][7] == f"{tmp_path / name}#7"
+        assert parts[-1].inputs[0]["sha256"] == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+        assert list(scratch.iterdir()) == []
+        assert load_files([name], tmp_path, "s").raw.drop("_origin").equals(whole.drop("_origin"))  # no scratch: whole
+    assert [p.parent for p in seen] == [scratch, scratch]
+    # a build streams it from its own spill folder, with the mixture of the plain file
+    from helpers import write_spec
+    from mixer.pipeline import build
+    from mixer.spec import load_spec
+
+    built = {}
+    for name in ("a.parquet", "b.parquet.zst"):
+        spec = write_spec(tmp_path, {"name": "pq", "sources": {"a": {"load": {"path": name}, "format": "alpaca"}}}, f"{name}.yaml")
+        built[name] = build(load_spec(spec), tmp_path / f"out-{name}").mixture
+    assert built["a.parquet"].equals(built["b.parquet.zst"]) and built["a.parquet"].height == 5000
+    assert len(seen) == 3 and seen[-1].parent.name == "spill" and seen[-1].parent.parent.name.startswith(".out-b.parquet.zst.tmp-")  # the build's temp folder
+    (tmp_path / "cut.parquet.zst").write_bytes((tmp_path / "b.parquet.zst").read_bytes()[:5000])
+    with pytest.raises(InputError, match=r"cut\.parquet\.zst: truncated zstd"):
+        list(mio.iter_files(["cut.parquet.zst"], tmp_path, "s", scratch=scratch))
+    assert list(scratch.iterdir()) == []

@@ -20,6 +20,7 @@ import hashlib
 import io
 import itertools
 import os
+import tempfile
 import zlib
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -339,15 +340,16 @@ BATCH_BYTES = 32 << 20
 
 
 def iter_file(path: Path, ftype: str | None, on_error: str, json_field: str | None = None, digest: Any = None,
-              batch_bytes: int = BATCH_BYTES) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
+              batch_bytes: int = BATCH_BYTES, scratch: Path | None = None) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
     """One file as raw frames of about ``batch_bytes`` each, plus its unreadable items.
 
     JSON lines (plain or compressed) are cut at line ends and parsed part by part; parquet
     is read by record batches, CSV/TSV by blocks of about ``batch_bytes``, a JSON document
-    that is one array by its items (``_iter_array``). Read whole: a JSON document that is
-    an object (one record, or ``load.field`` naming the array inside it) and a compressed
-    parquet file (parquet needs random access). ``digest`` sees the file's
-    bytes in the same pass (else it reads the file once more)."""
+    that is one array by its items (``_iter_array``). A compressed parquet file is
+    decompressed as a stream into a file in ``scratch`` (parquet needs random access) and
+    read from there by record batches; without ``scratch`` it is read whole. Read whole: a
+    JSON document that is an object (one record, or ``load.field`` naming the array inside
+    it). ``digest`` sees the file's bytes in the same pass (else it reads the file once more)."""
     kind = file_type(path, ftype)
     if kind == "parquet" and not path.name.lower().endswith(COMPRESSIONS):
         yield from _iter_parquet(path, batch_bytes)
@@ -355,6 +357,13 @@ def iter_file(path: Path, ftype: str | None, on_error: str, json_field: str | No
         return
     if kind in ("csv", "tsv"):
         yield from _iter_csv(path, kind, batch_bytes, digest)
+        return
+    if kind == "parquet" and scratch is not None:
+        with tempfile.NamedTemporaryFile(dir=scratch, suffix=".parquet") as plain:
+            for chunk in iter_decompressed(path, digest=digest):
+                plain.write(chunk)
+            plain.flush()
+            yield from _iter_parquet(Path(plain.name), batch_bytes, path)
         return
     if kind == "parquet":
         yield read_file(path, ftype, on_error, json_field)
@@ -453,9 +462,12 @@ def _iter_lines(chunks: Iterator[bytes], path: Path, on_error: str, batch_bytes:
         yield _parse_lines(b"", path, on_error, line)
 
 
-def _iter_parquet(path: Path, batch_bytes: int) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
+def _iter_parquet(path: Path, batch_bytes: int, named: Path | None = None) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
+    """A parquet file by record batches; ``named``: the file it was decompressed from (what
+    the rows' origins and errors name)."""
     import pyarrow.parquet as pq
 
+    named = named or path
     try:
         f = pq.ParquetFile(path)
         meta = f.metadata
@@ -465,7 +477,7 @@ def _iter_parquet(path: Path, batch_bytes: int) -> Iterator[tuple[pl.DataFrame, 
         for batch in f.iter_batches(batch_size=rows):
             df = pl.from_arrow(batch)
             assert isinstance(df, pl.DataFrame)
-            yield df.with_columns(pl.format("{}#{}", pl.lit(str(path)), pl.int_range(at, at + df.height)).alias("_origin")), []
+            yield df.with_columns(pl.format("{}#{}", pl.lit(str(named)), pl.int_range(at, at + df.height)).alias("_origin")), []
             at += df.height
         if meta.num_rows == 0:
             yield pl.DataFrame(), []
@@ -473,7 +485,7 @@ def _iter_parquet(path: Path, batch_bytes: int) -> Iterator[tuple[pl.DataFrame, 
         raise
     except Exception as e:  # noqa: BLE001 - arrow raises many kinds on bad files
         msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise InputError(f"{path}: not a readable parquet file ({msg[:200]})") from None
+        raise InputError(f"{named}: not a readable parquet file ({msg[:200]})") from None
 
 
 def _iter_csv(path: Path, kind: str, batch_bytes: int, digest: Any) -> Iterator[tuple[pl.DataFrame, list[Bad]]]:
@@ -519,10 +531,11 @@ def _digest_file(path: Path, digest: Any) -> None:
 
 
 def iter_files(patterns: list[str], root: Path, source: str, ftype: str | None = None, on_error: str = "raise",
-               json_field: str | None = None, batch_bytes: int = BATCH_BYTES) -> Iterator[Loaded]:
+               json_field: str | None = None, batch_bytes: int = BATCH_BYTES, scratch: Path | None = None) -> Iterator[Loaded]:
     """The files of a source as consecutive parts (``_row`` numbered across all of them);
     malformed items become ledger rows under ``on_error: skip``. A file's fingerprint goes
-    with its last part (``Loaded.inputs``), computed while its bytes are read."""
+    with its last part (``Loaded.inputs``), computed while its bytes are read. ``scratch``:
+    a folder for decompressed parquet files (``iter_file``)."""
     paths = expand_paths(patterns, root)
     seen: dict[Path, int] = {}
     n = 0
@@ -532,7 +545,7 @@ def iter_files(patterns: list[str], root: Path, source: str, ftype: str | None =
         name = ledger_name(path, paths)
         repeat = f"@{seen[path]}" if seen.get(path) else ""  # the same file named twice
         seen[path] = seen.get(path, 0) + 1
-        parts = iter_file(path, ftype, on_error, json_field, digest, batch_bytes)
+        parts = iter_file(path, ftype, on_error, json_field, digest, batch_bytes, scratch)
         part = next(parts, None)
         while part is not None:
             df, bad = part

@@ -87,20 +87,22 @@ def _mirrored(load: LoadConfig, source_dir: Path | None) -> bool:
     return any(mirror_path(load, p, source_dir) is not None for p in data_file_list(load)) or is_repo(load.hub)
 
 
-def iter_raw(src: SourceSpec, spec: Spec) -> Iterator[Loaded]:
+def iter_raw(src: SourceSpec, spec: Spec, scratch: Path | None = None) -> Iterator[Loaded]:
     """The raw rows of one source as consecutive parts of bounded size (local files and
-    mirrors stream; hub datasets by record batches of their Arrow cache)."""
+    mirrors stream; hub datasets by record batches of their Arrow cache). ``scratch``: a
+    folder in the build where a compressed parquet file is decompressed to be streamed
+    (without it, such a file is read whole)."""
     load = src.load
     source_dir = getattr(spec, "source_dir", None)
     if load.hub is None:
-        yield from _local(load.paths, spec.root, src, load)
+        yield from _local(load.paths, spec.root, src, load, scratch)
         return
     if _mirrored(load, source_dir):
         problems = missing_mirror_files(load, source_dir)  # type: ignore[arg-type]
         if problems:
             raise InputError(f"source {src.name!r}: " + "; ".join(problems))
         paths = [str(mirror_path(load, p, source_dir) or p) for p in data_file_list(load)]  # type: ignore[arg-type]
-        for part in _local(paths, spec.root, src, load):
+        for part in _local(paths, spec.root, src, load, scratch):
             for info in part.inputs:
                 info.update({"mirror_of": load.hub, "revision_expected": load.revision})
             yield part
@@ -163,7 +165,7 @@ def _hub_xlsx(load: LoadConfig, pattern: str, src: SourceSpec, root: Path) -> Lo
     return loaded
 
 
-def _local(patterns: list[str], root: Path, src: SourceSpec, load: LoadConfig) -> Iterator[Loaded]:
+def _local(patterns: list[str], root: Path, src: SourceSpec, load: LoadConfig, scratch: Path | None = None) -> Iterator[Loaded]:
     paths = expand_paths(patterns, root)
     xlsx = [p for p in paths if p.name.lower().endswith(".xlsx")]
     if xlsx and len(xlsx) != len(paths):
@@ -171,7 +173,7 @@ def _local(patterns: list[str], root: Path, src: SourceSpec, load: LoadConfig) -
     if xlsx:
         yield _xlsx(xlsx, src.name)
         return
-    yield from iter_files(patterns, root, src.name, load.type, src.on_error, load.field)
+    yield from iter_files(patterns, root, src.name, load.type, src.on_error, load.field, scratch=scratch)
 
 
 def _xlsx(paths: list[Path], source: str) -> Loaded:

@@ -266,7 +266,7 @@ class LocalEngine:
         if src.load.hub is None and any(is_url(p) for p in src.load.paths):
             parts = iter([load_source_anywhere(src, spec)])
         else:
-            parts = iter_raw(src, spec)
+            parts = iter_raw(src, spec, self.spill_dir)
         batches: list[tuple[Part, int, dict[str, int]]] = []
         removed: list[pl.DataFrame] = []
         inputs: list[dict[str, Any]] = []
