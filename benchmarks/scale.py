@@ -168,15 +168,17 @@ def write_spec(folder: Path) -> Path:
 # ----------------------------------------------------------------------------- runs
 
 
-def run_one(engine: str, spec: Path, out: Path, cpus: int, store_mb: int) -> dict:
-    """Child process: one build; prints a JSON line with its figures."""
+def run_one(engine: str, spec: Path, out: Path, cpus: int, store_mb: int, memory: str | None = None) -> dict:
+    """Child process: one build; prints a JSON line with its figures. ``memory``: the local
+    engine's budget (its default when None)."""
     from mixer.engines import make_engine
     from mixer.pipeline import build
     from mixer.spec import load_spec
 
     s = load_spec(spec)
     stage_peaks = _sample_stage_peaks()
-    eng = make_engine("local") if engine == "local" else make_engine("ray", num_cpus=cpus, object_store_memory=store_mb * 2**20)
+    local = {"memory": memory} if memory else {}
+    eng = make_engine("local", **local) if engine == "local" else make_engine("ray", num_cpus=cpus, object_store_memory=store_mb * 2**20)
     t0 = time.perf_counter()
     res = build(s, out, engine=eng)
     wall = time.perf_counter() - t0
@@ -253,11 +255,11 @@ def _task_work(eng) -> list[dict]:
     return spans
 
 
-def child(engine: str, spec: Path, out: Path, cpus: int, store_mb: int, src: Path | None = None) -> dict:
+def child(engine: str, spec: Path, out: Path, cpus: int, store_mb: int, src: Path | None = None, memory: str | None = None) -> dict:
     """Run ``run_one`` in a fresh process (clean memory figures); worker RSS sampled for Ray.
     ``src``: import mixer from this source folder (a baseline checkout) instead."""
     cmd = [sys.executable, __file__, "--child", engine, "--spec", str(spec), "--out", str(out),
-           "--cpus", str(cpus), "--store-mb", str(store_mb)]
+           "--cpus", str(cpus), "--store-mb", str(store_mb), *(["--memory", memory] if memory else [])]
     env = {**os.environ, "PYTHONPATH": str(src or ROOT / "src")}
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     peak_tree = 0
@@ -376,16 +378,17 @@ def compare_baseline(commit: str, sizes: list[int], cpus: int) -> dict:
     return result
 
 
-def streaming_alone(n: int, cpus: int) -> dict:
-    """The local engine alone on ``n`` records (sizes the in-memory build cannot reach)."""
+def streaming_alone(n: int, cpus: int, memory: str | None = None) -> dict:
+    """The local engine alone on ``n`` records (sizes the in-memory build cannot reach),
+    with its default budget or ``memory``."""
     t = time.perf_counter()
     folder = make_data(n)
     data_s = time.perf_counter() - t
     gb = sum(f.stat().st_size for f in folder.glob("pool*.jsonl")) / 1e9
     print(f"data: {n:,} records, {gb:.1f} GB of JSON lines ({data_s:.0f} s); load average {os.getloadavg()[0]:.1f}", flush=True)
     load0 = round(os.getloadavg()[0], 1)
-    r = child("local", write_spec(folder), CACHE / "out" / "streaming", cpus, 0)
-    print(f"  {n:,} streaming: {r['wall_s']} s, process tree peak {r['process_tree_peak_rss_mb']} MB, "
+    r = child("local", write_spec(folder), CACHE / "out" / "streaming", cpus, 0, memory=memory)
+    print(f"  {n:,} streaming{' --memory ' + memory if memory else ''}: {r['wall_s']} s, process tree peak {r['process_tree_peak_rss_mb']} MB, "
           f"{r['records_out']:,} records out in {r['mixture_files']} shard(s)", flush=True)
     for st in r["steps"]:
         print(f"    {st['stage']:<24} {st['seconds']:>8.1f} s  peak {st.get('peak_rss_mb')} MB", flush=True)
@@ -394,12 +397,13 @@ def streaming_alone(n: int, cpus: int) -> dict:
         "machine": {"cpus": cpus, "python": platform.python_version(), "platform": platform.platform(),
                     "load_average_start": load0, "load_average_end": round(os.getloadavg()[0], 1)},
         "data": {"records": n, "jsonl_gb": round(gb, 2)},
+        "memory": memory or "default",
         "spec": "benchmarks/.cache/scale/records-N/scale.yaml: per source keyword filter, exact dedup, 90% sample; "
                 "mix: exact dedup, minhash 0.8, decontamination against the tulu2 suite",
         "run": r,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"scale_streaming_{n}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"scale_streaming_{n}{'_memory-' + memory if memory else ''}.json").write_text(json.dumps(result, indent=2))
     shutil.rmtree(CACHE / "out" / "streaming", ignore_errors=True)
     return result
 
@@ -416,15 +420,16 @@ def main() -> None:
     ap.add_argument("--baseline", help="compare the local engine with this commit's (e.g. 2ea0dc9)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000], help="record counts for --baseline")
     ap.add_argument("--streaming-alone", type=int, metavar="N", help="the local engine alone on N records (e.g. 10000000)")
+    ap.add_argument("--memory", help="the local engine's budget for --streaming-alone (e.g. 1G; its default when unset)")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.spec, args.out, args.cpus, args.store_mb)))
+        print(json.dumps(run_one(args.child, args.spec, args.out, args.cpus, args.store_mb, args.memory)))
         return
     if args.baseline:
         compare_baseline(args.baseline, args.sizes, args.cpus)
         return
     if args.streaming_alone:
-        streaming_alone(args.streaming_alone, args.cpus)
+        streaming_alone(args.streaming_alone, args.cpus, args.memory)
         return
 
     sizes = [args.records // 10, args.records]
