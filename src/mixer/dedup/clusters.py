@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from mixer.records import base_id, message_lists, removed_from, text_of
+from mixer.steps.base import Lookup
 
 KeepPolicy = Literal["first", "priority", "longest"]
 SNIPPET_CHARS = 200
@@ -70,22 +71,22 @@ def empty_outcome(scores: dict[str, np.ndarray] | list[str]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def split(frame: pl.DataFrame, outcome: pl.DataFrame, step: str, reason: str, detail: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(kept, ledger): every row whose base id belongs to a removed representative goes.
-
-    The joined frame is rechunked: polars' ordered left join gathers the right-hand columns
-    one chunk per thread while the left-hand ones stay whole, and a string expression over
-    a filtered frame with such misaligned chunks (some now empty) panics in polars 2.1
-    ("assertion failed: i < self.len()"), from about 15 threads on with real data."""
+def removals(outcome: pl.DataFrame) -> Lookup:
+    """The removed representatives of ``outcome`` by base id, for ``split`` (found once,
+    in ``decide``; every batch then looks its rows up)."""
     gone = outcome.filter(pl.col("id") != pl.col("kept_id")).with_columns(base_id().alias("_base"))
-    # only id and source travel through the join: joining whole records copied the frame
-    # twice (1M records: +3 GB peak)
-    tagged = frame.select("id", "source", base_id().alias("_base")).join(
-        gone.drop("id", "source", "_rep"), on="_base", how="left", maintain_order="left"
-    ).rechunk()
-    is_gone = pl.col("kept_id").is_not_null()
-    removed = removed_from(tagged.filter(is_gone), step, reason, detail)
-    return frame.filter(~tagged.select(is_gone).to_series()), removed
+    return Lookup.of(gone.drop("id", "source", "_rep", strict=False), "_base")
+
+
+def split(frame: pl.DataFrame, gone: Lookup, step: str, reason: str, detail: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(kept, ledger): every row whose base id belongs to a removed representative goes
+    (``gone``: ``removals``). Only id and source of the rows that go are taken with the
+    removals' columns (joining whole records copied the frame twice: 1M records, +3 GB)."""
+    at = gone.find(frame.select(base_id()).to_series())
+    hit = at >= 0
+    mask = pl.Series(hit)
+    tagged = pl.concat([frame.filter(mask).select("id", "source"), gone.rows(at[hit])], how="horizontal").rechunk()
+    return frame.filter(~mask), removed_from(tagged, step, reason, detail)
 
 
 def cluster_table(frame: pl.DataFrame, outcome: pl.DataFrame, which: str, method: str) -> pl.DataFrame:

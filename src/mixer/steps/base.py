@@ -202,17 +202,61 @@ class Step:
         return StepResult(kept, ledger, d.info)
 
 
-def remove_listed(batch: pl.DataFrame, listed: pl.DataFrame, step: str, reason: str | pl.Expr, detail: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+@dataclass
+class Lookup:
+    """A decision table found by one key column (an id, a base id): the keys' 64-bit hashes
+    are sorted once, in ``decide``, and each batch finds its rows by binary search. Hashing
+    the table again for every batch (``is_in``, a join) cost 0.4 s per 8k-row batch against
+    3M listed ids: most of a 10M-record stage. Hits are confirmed on the keys themselves."""
+
+    table: pl.DataFrame  # in the order of its keys' hashes
+    key: str
+    hashes: np.ndarray
+
+    @classmethod
+    def of(cls, table: pl.DataFrame, key: str) -> Lookup:
+        h = table[key].hash().to_numpy() if table.height else np.zeros(0, np.uint64)
+        order = np.argsort(h, kind="stable")
+        return cls(table[order] if table.height else table, key, h[order])
+
+    def find(self, keys: pl.Series) -> np.ndarray:
+        """The table row of each key, -1 where it is not in the table."""
+        at = np.full(len(keys), -1, np.int64)
+        if not len(self.hashes) or not len(keys):
+            return at
+        h = keys.hash().to_numpy()
+        pos = np.minimum(np.searchsorted(self.hashes, h), len(self.hashes) - 1)
+        cand = np.flatnonzero(self.hashes[pos] == h)
+        same = (self.table[self.key].gather(pos[cand]) == keys.gather(cand)).to_numpy()
+        at[cand[same]] = pos[cand[same]]
+        column = self.table[self.key]
+        for i in cand[~same]:  # another key with the same hash (all but never): the rest of its run
+            j = int(pos[i]) + 1
+            while j < len(self.hashes) and self.hashes[j] == h[i]:
+                if column[j] == keys[int(i)]:
+                    at[i] = j
+                    break
+                j += 1
+        return at
+
+    def rows(self, at: np.ndarray) -> pl.DataFrame:
+        """The table's rows at ``at`` (found positions), without the key column."""
+        return self.table.drop(self.key)[at]
+
+
+def remove_listed(batch: pl.DataFrame, listed: Lookup, step: str, reason: str | pl.Expr, detail: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The usual ``apply``: rows of ``batch`` whose id is in ``listed`` (a decision table
     keyed by ``id``; ``reason``/``detail`` may read its columns) leave with a ledger row, in
     batch order; the others stay."""
-    if listed.height == 0 or batch.height == 0:
+    if batch.height == 0:
         return batch, empty_removed()
-    hit = batch.select(pl.col("id").is_in(listed["id"].implode())).to_series()
+    at = listed.find(batch["id"])
+    hit = at >= 0
     if not hit.any():
         return batch, empty_removed()
-    gone = batch.filter(hit).select("id", "source").join(listed.drop("source", strict=False), on="id", how="left", maintain_order="left")
-    return batch.filter(~hit), removed_from(gone, step, reason, detail)
+    mask = pl.Series(hit)
+    gone = pl.concat([batch.filter(mask).select("id", "source"), listed.rows(at[hit]).drop("source", strict=False)], how="horizontal")
+    return batch.filter(~mask), removed_from(gone, step, reason, detail)
 
 
 STEPS: dict[str, type[Step]] = {}

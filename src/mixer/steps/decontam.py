@@ -29,6 +29,7 @@ from mixer.decontam.index import EvalIndex
 from mixer.infos import SUM
 from mixer.steps.base import (
     Decision,
+    Lookup,
     Mapped,
     Step,
     StepContext,
@@ -100,7 +101,7 @@ class Decontaminate(Step):
         if ctx.work_dir is not None:
             report_io.write(ctx.work_dir, out.report, out.matches)
             out.info["files"] = [report_io.REPORT_FILE, report_io.MATCHES_FILE]
-        return Decision(out.removed.select("id", "reason", "detail"), out.info)
+        return Decision(Lookup.of(out.removed.select("id", "reason", "detail"), "id"), out.info)
 
     def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
         return remove_listed(batch, decision.data, self.name, pl.col("reason"), pl.col("detail"))

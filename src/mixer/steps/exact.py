@@ -15,6 +15,7 @@ import polars as pl
 from mixer.records import base_id, message_lists
 from mixer.steps.base import (
     Decision,
+    Lookup,
     Mapped,
     Step,
     StepConfig,
@@ -77,7 +78,7 @@ class ExactDedup(Step):
         order); every row with another base id is a duplicate of it. Groups are taken a hash
         partition at a time (``key_partitions``): a group never spans two."""
         if not keys.collect_schema().len():
-            return Decision(_dups_schema(), {"duplicates": 0, "cross_source": {}})
+            return Decision(Lookup.of(_dups_schema(), "id"), {"duplicates": 0, "cross_source": {}})
         found = [
             part.with_columns(pl.col("_base").first().over("_h1", "_h2").alias("kept_id"), pl.col("source").first().over("_h1", "_h2").alias("kept_source"))
             .filter(pl.col("kept_id") != pl.col("_base")).select("id", "source", "kept_id", "kept_source")
@@ -85,7 +86,7 @@ class ExactDedup(Step):
         ]
         dups = pl.concat(found) if found else _dups_schema()
         pairs = dups.filter(pl.col("source") != pl.col("kept_source")).group_by("kept_source", "source").len().sort("kept_source", "source")
-        return Decision(dups, {"duplicates": dups.height, "cross_source": {f"{a} <- {b}": n for a, b, n in pairs.iter_rows()}})
+        return Decision(Lookup.of(dups, "id"), {"duplicates": dups.height, "cross_source": {f"{a} <- {b}": n for a, b, n in pairs.iter_rows()}})
 
     def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
         return remove_listed(batch, decision.data, self.name, "exact_duplicate", pl.format("duplicate of {} ({})", "kept_id", "kept_source"))

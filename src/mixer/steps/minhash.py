@@ -259,7 +259,7 @@ class MinHashDedup(Step):
         removed_rows = removed.height + (int(copies.is_in(removed.select(base_id())["id"].implode()).sum()) if removed.height else 0)
         timings["cluster"] = time.perf_counter() - t
         out = run_info(params, cfg, records, n, candidates, checks, len(edges), outcome, removed_rows, timings, files)
-        return Decision(removed, out)
+        return Decision(cl.removals(removed), out)
 
     def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
         batch = batch.drop("_mh_sig", "_mh_set", strict=False)

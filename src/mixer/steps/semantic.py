@@ -251,7 +251,7 @@ class SemanticDedup(Step):
         try:
             if n == 0:
                 shutil.rmtree(self._scratch, ignore_errors=True)
-                return Decision(cl.empty_outcome(["similarity"]), {"records": keys.height})
+                return Decision(cl.removals(cl.empty_outcome(["similarity"])), {"records": keys.height})
             t = time.perf_counter()
             k = np.empty(n, dtype=KEY)
             k["hi"], k["lo"] = reps["_hi"].to_numpy(), reps["_lo"].to_numpy()
@@ -308,7 +308,7 @@ class SemanticDedup(Step):
             "seconds": {k: round(v, 3) for k, v in timings.items()},
             **({"files": files} if files else {}),
         }
-        return Decision(removed, out)
+        return Decision(cl.removals(removed), out)
 
     def apply(self, batch: pl.DataFrame, decision: Decision, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
         detail = pl.format("semantic duplicate of {} ({}), cosine {}, cluster of {}", "kept_id", "kept_source",
